@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export RAY_AUTH_MODE := disabled
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test bench clean
+
+$(BIN)/.installed: pyproject.toml constraints-cpu.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first from the CPU wheel, pinned by the constraints file so nothing pulls CUDA wheels
+	$(BIN)/pip install -q -c constraints-cpu.txt "torch==2.13.0+cpu"
+	$(BIN)/pip install -q -c constraints-cpu.txt -e ".[test]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/hyperseyes demo --out outputs/demo
+
+test: venv
+	$(BIN)/python -m pytest -q -x --durations=15
+
+bench: venv
+	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

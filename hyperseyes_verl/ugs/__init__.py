@@ -1,0 +1,1 @@
+"""Unified Grounded Search: tool schemas, tolerant parser, image registry, and the search environment."""

@@ -1,0 +1,121 @@
+"""Plain data of the Unified Grounded Search (UGS) environment: its config, one turn's result and
+the per-round / per-episode statistics. No verl import; the agent loop, PRS and eval share these.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+FinishReason = Literal["answer", "no_action", "turn_budget", "length", "running"]
+
+
+class UGSConfig(BaseModel):
+    """Budgets and caps of one episode (official values as defaults)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_tool_rounds: int = Field(8, ge=0, description="assistant turns that may call tools")
+    max_turns: int = Field(9, ge=1, description="assistant turns in all (tool rounds + the answer turn)")
+    max_calls_per_turn: int = Field(8, ge=1, description="tool calls executed per turn; extra ones get an error line")
+    max_boxes_per_call: int = Field(8, ge=1, description="areas per image_search call")
+    max_queries_per_call: int = Field(8, ge=1, description="queries per text_search call")
+    max_query_chars: int = Field(512, ge=1)
+    top_k: int = Field(3, ge=1, description="hits shown per query / crop (official 3)")
+    search_timeout_s: float = Field(30.0, gt=0, description="per search; a slow backend becomes a timeout line")
+    crop_max_side: int = Field(1000, ge=16, description="crops are resized so their long side is at most this")
+    min_crop_px: int = Field(2, ge=1, description="a crop smaller than this on either side fails")
+    restate_question: bool = True
+    hint_when_rounds_left: int = Field(1, ge=0, description="append a remaining-budget hint at or below this")
+    snippet_chars: int = Field(300, ge=20)
+
+
+@dataclass
+class Observation:
+    """What goes back to the model after a tool turn.
+
+    `messages` holds one `{"role": "tool", "content": [...]}` per executed call, content blocks in the
+    verl/HF multimodal form (`{"type": "text", "text": s}` / `{"type": "image", "image": PIL}`); the
+    remaining-budget hint and the re-stated question close the last message.
+    """
+
+    messages: list[dict[str, Any]]
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [b["image"] for m in self.messages for b in m["content"] if b.get("type") == "image"]
+
+    @property
+    def text(self) -> str:
+        """All text blocks, images shown as `<image>` (for logs and text-only endpoints)."""
+        out = []
+        for m in self.messages:
+            out.append("".join(b["text"] if b.get("type") == "text" else "<image>" for b in m["content"]))
+        return "\n".join(out)
+
+    def as_single_message(self, role: str = "user") -> dict[str, Any]:
+        """All calls' content in one message (OpenAI-style endpoints cannot put images in tool messages)."""
+        content: list[dict[str, Any]] = []
+        for i, m in enumerate(self.messages):
+            if i:
+                content.append({"type": "text", "text": "\n"})
+            content.extend(m["content"])
+        return {"role": role, "content": content}
+
+
+@dataclass
+class RoundStats:
+    """One assistant turn that called tools."""
+
+    round_index: int  # 1-based tool round
+    tool_calls: int = 0  # well-formed calls executed
+    text_queries: int = 0
+    crops_ok: int = 0
+    crops_failed: int = 0
+    searches: int = 0  # text queries + crops searched = the round's parallel width
+    search_failures: int = 0
+    errors: Counter = field(default_factory=Counter)  # error kind -> count (parse, unknown_tool, bad_box, ...)
+    rounds_left: int = 0
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["errors"] = dict(self.errors)
+        return d
+
+
+@dataclass
+class StepResult:
+    """The environment's answer to one assistant message."""
+
+    done: bool
+    finish_reason: FinishReason
+    observation: Observation | None = None  # None when done
+    round: RoundStats | None = None  # None for a turn without tool calls
+    answer: str | None = None
+
+
+@dataclass
+class EpisodeStats:
+    turns: int = 0
+    tool_rounds: int = 0
+    tool_calls: int = 0
+    searches: int = 0
+    searches_per_round: list[int] = field(default_factory=list)
+    crops_ok: int = 0
+    crops_failed: int = 0
+    search_failures: int = 0
+    errors: Counter = field(default_factory=Counter)
+    budget_exhausted: bool = False
+    answered: bool = False
+    answer: str | None = None
+    finish_reason: FinishReason = "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["errors"] = dict(self.errors)
+        d["searches_per_round"] = list(self.searches_per_round)
+        return d

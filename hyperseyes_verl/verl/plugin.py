@@ -1,0 +1,1 @@
+"""Registers hyperseyes components in every verl process (entry point group verl.plugins)."""
