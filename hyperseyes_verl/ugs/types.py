@@ -31,6 +31,9 @@ class UGSConfig(BaseModel):
     restate_question: bool = True
     hint_when_rounds_left: int = Field(1, ge=0, description="append a remaining-budget hint at or below this")
     snippet_chars: int = Field(300, ge=20)
+    min_text_relevance: float = Field(
+        0.0, ge=0, le=1, description="text hits with a known score below this are dropped before top_k "
+        "(official 0.6, tuned to its web backend's scores)")
 
 
 @dataclass
@@ -80,10 +83,14 @@ class RoundStats:
     errors: Counter = field(default_factory=Counter)  # error kind -> count (parse, unknown_tool, bad_box, ...)
     rounds_left: int = 0
     wall_s: float = 0.0
+    # backend failure kind (timeout, http_status, internal, ...) -> count; kept apart from `errors`, which
+    # are the model's mistakes, so a reward can penalise those without punishing service outages
+    search_failure_kinds: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["errors"] = dict(self.errors)
+        d["search_failure_kinds"] = dict(self.search_failure_kinds)
         return d
 
 
@@ -113,9 +120,11 @@ class EpisodeStats:
     answered: bool = False
     answer: str | None = None
     finish_reason: FinishReason = "running"
+    search_failure_kinds: Counter = field(default_factory=Counter)  # see RoundStats
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["errors"] = dict(self.errors)
+        d["search_failure_kinds"] = dict(self.search_failure_kinds)
         d["searches_per_round"] = list(self.searches_per_round)
         return d

@@ -1,1 +1,152 @@
-"""Registers hyperseyes components in every verl process (entry point group verl.plugins)."""
+"""Registers hyperseyes components in every verl process (entry point group `verl.plugins`).
+
+verl imports this module at the end of `import verl`, in every process, rollout servers included. Importing
+the registries eagerly would add seconds to each of them (`verl.experimental.agent_loop` ≈ 3.5 s,
+`verl.trainer.ppo.v1` ≈ 3.5 s, `verl.trainer.distillation` ≈ 1.9 s on a 2-core box), so nothing heavy is
+imported here. Instead an import hook waits for verl's own registry package to finish loading in that
+process and registers then:
+
+- `verl.experimental.agent_loop` → `hyperseyes_agent` in `_agent_loop_registry` (a `_target_` string:
+  the agent loop module itself is imported by hydra only when a trajectory uses it);
+- `verl.trainer.ppo.v1` → imports `hyperseyes_verl.verl.trainer` (registers trainer mode `hyperseyes_sync`);
+- `verl.trainer.distillation` → imports `hyperseyes_verl.verl.distill_loss` (distillation loss modes).
+
+Optional parts are registered only when their module exists (`importlib.util.find_spec`); when it exists
+and fails, that is an error. verl swallows plugin exceptions at DEBUG level, so every failure here is
+logged at ERROR with the traceback and the fix, kept in `registration_errors()`, and re-raised when
+`HYPERSEYES_STRICT_PLUGIN=1`.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import logging
+import os
+import sys
+import traceback
+from typing import Callable
+
+logger = logging.getLogger("hyperseyes_verl.plugin")
+
+AGENT_NAME = "hyperseyes_agent"
+AGENT_TARGET = "hyperseyes_verl.verl.agent_loop.HyperEyesAgentLoop"
+STRICT_ENV = "HYPERSEYES_STRICT_PLUGIN"
+
+_ERRORS: list[str] = []
+_DONE: set[str] = set()
+
+
+def registration_errors() -> list[str]:
+    """Failures of this process's registrations so far, each with its traceback."""
+    return list(_ERRORS)
+
+
+def _strict() -> bool:
+    return os.getenv(STRICT_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _report(what: str, fix: str) -> None:
+    msg = f"hyperseyes plugin: {what} failed; {fix}\n{traceback.format_exc()}"
+    _ERRORS.append(msg)
+    logger.error(msg)
+    if _strict():
+        raise
+
+
+def register_agent_loop() -> None:
+    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+
+    # A YAML entry (agent_loop_config_path) for the same name wins: it may carry settings.
+    _agent_loop_registry.setdefault(AGENT_NAME, {"_target_": AGENT_TARGET})
+
+
+def _import_optional(module: str) -> Callable[[], None]:
+    def register() -> None:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
+        else:
+            logger.debug("hyperseyes plugin: %s is not installed; skipped", module)
+    return register
+
+
+# verl package that must be fully loaded -> (what, registration, fix shown on failure)
+HOOKS: dict[str, tuple[str, Callable[[], None], str]] = {
+    "verl.experimental.agent_loop": (
+        f"registering agent loop {AGENT_NAME!r}", register_agent_loop,
+        "the agent loop stays selectable through actor_rollout_ref.rollout.agent.agent_loop_config_path="
+        "<hyperseyes_verl/verl/agent_loop.yaml>; check that verl==0.9.1 is installed"),
+    "verl.trainer.ppo.v1": (
+        "importing hyperseyes_verl.verl.trainer (trainer mode 'hyperseyes_sync')",
+        _import_optional("hyperseyes_verl.verl.trainer"),
+        "install the V1 trainer's dependencies (pip install TransferQueue pyzmq msgspec) and run "
+        "`python -c 'import hyperseyes_verl.verl.trainer'` to see the error"),
+    "verl.trainer.distillation": (
+        "importing hyperseyes_verl.verl.distill_loss (distillation loss modes)",
+        _import_optional("hyperseyes_verl.verl.distill_loss"),
+        "run `python -c 'import hyperseyes_verl.verl.distill_loss'` to see the error; without it the "
+        "HyperEyes distillation loss_mode is unknown to verl"),
+}
+
+
+def _run_hook(package: str) -> None:
+    if package in _DONE:
+        return
+    _DONE.add(package)
+    what, register, fix = HOOKS[package]
+    try:
+        register()
+    except Exception:
+        _report(what, fix)
+
+
+class _AfterImportLoader(importlib.abc.Loader):
+    """Runs the real loader, then the package's hook; leaves the module's own loader in place."""
+
+    def __init__(self, inner: importlib.abc.Loader, name: str):
+        self.inner, self.name = inner, name
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        spec = module.__spec__
+        spec.loader = self.inner
+        module.__loader__ = self.inner
+        self.inner.exec_module(module)
+        _run_hook(self.name)
+
+
+class _AfterImportFinder(importlib.abc.MetaPathFinder):
+    """Meta-path finder that only wraps the loaders of the hooked verl packages."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in HOOKS or fullname in _DONE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _AfterImportLoader(spec.loader, fullname)
+                return spec
+        return None
+
+
+_FINDER = _AfterImportFinder()
+
+
+def install() -> None:
+    """Idempotent: hook the registry packages; run the hooks of those already imported."""
+    try:
+        if not any(isinstance(f, _AfterImportFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _FINDER)
+        for package in HOOKS:
+            module = sys.modules.get(package)
+            if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
+                _run_hook(package)
+    except Exception:
+        _report("installing the import hooks", "please report this with the traceback")
+
+
+install()

@@ -1,0 +1,187 @@
+"""Per-turn overhead of HyperEyesAgentLoop vs verl's ToolAgentLoop, and the plugin's import-time cost.
+
+Both loops run identical scripted episodes on CPU against a tiny random Qwen2.5-VL processor: a fake LLM
+server (no model, zero latency) returns the same tokens — two tool turns (one image_search with 3 boxes +
+one text_search with 2 queries each) and an answer — and the tools return the same crops and the same
+search hits (an in-memory backend for ours; two small BaseTools doing the same crops/lookups for verl's).
+What is measured is the loop itself: tokenization (Continuous Token, processor renders), parsing, tool
+dispatch, observation building. Episodes alternate between the loops; medians are printed.
+
+    .venv/bin/python bench/bench_agent_loop_overhead.py [--episodes 12] [--import-runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TURNS = [
+    '<reason>two entities</reason>\n<tool_call>\n{"name": "image_search", "arguments": {"image_id": "img_0", '
+    '"area": [[0.0, 0.0, 0.5, 0.5], [0.5, 0.0, 1.0, 0.5], [0.2, 0.5, 0.8, 1.0]]}}\n</tool_call>\n<tool_call>\n'
+    '{"name": "text_search", "arguments": {"input": ["height of the tower", "year it opened"]}}\n</tool_call>',
+] * 2 + ["<reason>found it</reason> <answer>Paris</answer>"]
+
+
+def build(model_dir: str):
+    import hydra
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+    from PIL import Image
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
+    from verl.tools.base_tool import BaseTool
+    from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
+    from verl.utils.tokenizer.tokenizer import hf_processor, hf_tokenizer
+
+    import verl
+    from hyperseyes_verl.search.base import Hit, InMemoryBackend
+    from hyperseyes_verl.testing.fake_server import FakeServerManager
+    from hyperseyes_verl.ugs.images import fit_long_side
+    from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
+    from hyperseyes_verl.verl import agent_loop as hal
+    from hyperseyes_verl.verl.dataset import HyperEyesDataset
+
+    hits = {"height": [Hit("Tower", "300 m tall", "http://t", 0.9)], "year": [Hit("Opened", "1889", "http://y", 0.8)]}
+    backend = InMemoryBackend(text=hits)
+    hal.set_backend_override(backend)
+
+    def hits_text(hs):
+        return "".join(f"  {i}. {h.title} (relevance {h.score:.2f})\n     {h.snippet}\n     {h.url}\n"
+                       for i, h in enumerate(hs, 1)) or "  no results\n"
+
+    class ImageSearchTool(BaseTool):
+        async def execute(self, instance_id, parameters, **kwargs):
+            src = kwargs["agent_data"].image_data[0]
+            images, text = [], "image_search #1:\n"
+            for box in parameters["area"]:
+                x1, y1, x2, y2 = box
+                crop = src.crop((round(x1 * src.width), round(y1 * src.height), round(x2 * src.width),
+                                 round(y2 * src.height)))
+                crop = fit_long_side(crop, 1000)
+                images.append(crop)
+                text += f"img_{len(images)}: (crop of img_0, box {box})\n" + hits_text(
+                    await backend.image_search(crop, 3))
+            return ToolResponse(image=images, text=text), 0.0, {}
+
+    class TextSearchTool(BaseTool):
+        async def execute(self, instance_id, parameters, **kwargs):
+            text = "text_search #2:\n"
+            for q in parameters["input"]:
+                text += f'"{q}":\n' + hits_text(await backend.text_search(q, 3))
+            return ToolResponse(text=text), 0.0, {}
+
+    with contextlib.redirect_stdout(io.StringIO()):  # BaseTool prints its schema
+        tools = [ImageSearchTool({}, OpenAIFunctionToolSchema.model_validate(TOOL_SCHEMAS[0])),
+                 TextSearchTool({}, OpenAIFunctionToolSchema.model_validate(TOOL_SCHEMAS[1]))]
+
+    cfg_dir = os.path.join(os.path.dirname(verl.__file__), "trainer/config")
+    with initialize_config_dir(config_dir=cfg_dir, version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=[
+            f"actor_rollout_ref.model.path={model_dir}", "actor_rollout_ref.rollout.name=vllm",
+            "actor_rollout_ref.rollout.prompt_length=8192", "actor_rollout_ref.rollout.response_length=8192",
+            "actor_rollout_ref.rollout.multi_turn.format=hermes",
+            "actor_rollout_ref.rollout.multi_turn.max_parallel_calls=8",
+            "actor_rollout_ref.rollout.multi_turn.max_tool_response_length=100000"])
+    tokenizer, processor = hf_tokenizer(model_dir), hf_processor(model_dir)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    script = [tokenizer.encode(t, add_special_tokens=False) + [im_end] for t in TURNS]
+
+    def make(target: str, server):
+        return hydra.utils.instantiate(
+            config={"_target_": target}, trainer_config=DictConfigWrap(config=cfg), server_manager=server,
+            tokenizer=tokenizer, processor=processor, hf_model_type="qwen2_5_vl", dataset_cls=HyperEyesDataset,
+            data_config=DictConfigWrap(cfg.data), tools=ToolListWrap(tools))
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray((rng.random((80, 96, 3)) * 255).astype("uint8"))
+
+    def prompt():
+        return [{"role": "system", "content": "You are a multimodal search agent."},
+                {"role": "user", "content": [{"type": "image", "image": img},
+                                             {"type": "text", "text": "Where is the tower?"}]}]
+
+    targets = {"hyperseyes": "hyperseyes_verl.verl.agent_loop.HyperEyesAgentLoop",
+               "verl_tool": "verl.experimental.agent_loop.tool_agent_loop.ToolAgentLoop"}
+    return targets, make, prompt, script
+
+
+async def run_episodes(model_dir: str, episodes: int) -> None:
+    from hyperseyes_verl.testing.fake_server import FakeServerManager
+
+    targets, make, prompt, script = build(model_dir)
+    params = dict(temperature=1.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, logprobs=True)
+    times: dict[str, list[float]] = {k: [] for k in targets}
+    shapes: dict[str, tuple] = {}
+    for ep in range(episodes + 1):  # episode 0 warms both up and is not counted
+        for name, target in (list(targets.items()) if ep % 2 == 0 else list(targets.items())[::-1]):
+            server = FakeServerManager(script=script)
+            t0 = time.perf_counter()
+            loop = make(target, server)
+            out = await loop.run(dict(params), raw_prompt=prompt(), extra_info={}, tools_kwargs={}, index=ep)
+            dt = time.perf_counter() - t0
+            if ep:
+                times[name].append(dt)
+            shapes[name] = (len(server.calls), len((out.multi_modal_data or {}).get("images", [])),
+                            sum(out.response_mask), len(out.response_ids))
+    turns = len(script)
+    print(f"episodes per loop: {episodes}; turns per episode: {turns} (2 tool rounds, 5 searches each, 3 crops)")
+    for name in targets:
+        calls, n_img, gen, resp = shapes[name]
+        med = statistics.median(times[name])
+        print(f"  {name:10s}: median {med * 1e3:7.1f} ms/episode = {med / turns * 1e3:6.1f} ms/turn "
+              f"| server calls {calls}, images {n_img}, generated {gen}, response {resp} tokens")
+    ratio = statistics.median(times["hyperseyes"]) / statistics.median(times["verl_tool"])
+    print(f"per-turn overhead ratio hyperseyes / verl ToolAgentLoop: {ratio:.2f}x (goal <= 1.0x)")
+
+
+def import_cost(runs: int) -> None:
+    """`import verl` with our entry point vs without (VERL_USE_EXTERNAL_PLUGINS=none), alternated."""
+    code = "import time; t=time.perf_counter(); import verl; print(time.perf_counter()-t)"
+    # plugins off, then the plugin module imported by hand: its own cost, verl already loaded
+    direct = ("import time, verl; t=time.perf_counter(); import hyperseyes_verl.verl.plugin; "
+              "print(time.perf_counter()-t)")
+    eager = ("import time, verl; t=time.perf_counter(); import verl.experimental.agent_loop, "
+             "verl.trainer.distillation; print(time.perf_counter()-t)")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VERL_USE_EXTERNAL")}
+    res: dict[str, list[float]] = {"without plugin": [], "with plugin": [], "plugin alone": [],
+                                   "eager registries (avoided)": []}
+    for _ in range(runs):
+        for label, env, src in (("without plugin", {**base, "VERL_USE_EXTERNAL_PLUGINS": "none"}, code),
+                                ("with plugin", base, code),
+                                ("plugin alone", {**base, "VERL_USE_EXTERNAL_PLUGINS": "none"}, direct),
+                                ("eager registries (avoided)", {**base, "VERL_USE_EXTERNAL_PLUGINS": "none"}, eager)):
+            out = subprocess.run([sys.executable, "-c", src], env=env, capture_output=True, text=True, check=True)
+            res[label].append(float(out.stdout.strip().splitlines()[-1]))
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"import verl: {med['without plugin']:.2f} s without the plugin, {med['with plugin']:.2f} s with it "
+          f"(median of {runs}; difference {med['with plugin'] - med['without plugin']:+.2f} s, within noise)")
+    print(f"plugin module import alone (verl already loaded): {med['plugin alone'] * 1e3:.1f} ms; "
+          f"registering eagerly would add {med['eager registries (avoided)']:.2f} s to every verl process")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=12)
+    ap.add_argument("--import-runs", type=int, default=3)
+    args = ap.parse_args()
+    from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
+    from hyperseyes_verl.testing.tiny_vl import build_tiny_vl
+
+    apply_processor_patch()
+    model_dir = str(build_tiny_vl(os.path.join(tempfile.mkdtemp(prefix="hyp_bench_"), "qwen2_5_vl"), "qwen2_5_vl"))
+    asyncio.run(run_episodes(model_dir, args.episodes))
+    import_cost(args.import_runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""A small async client for OpenAI-compatible chat endpoints (vLLM, SGLang, hosted APIs).
+
+`POST {base_url}/chat/completions`. Messages may carry PIL images as `{"type": "image", "image": PIL}`
+blocks (the environment's form); they are sent as base64 PNG data URLs in `image_url` blocks.
+Timeouts, connection errors, 5xx and 429 are retried with exponential back-off up to
+`max_attempts`; then, like any other failure, they raise a typed `EndpointError` the caller counts.
+The API key is read from the environment variable named in the config, never from a flag.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+EndpointErrorKind = Literal["timeout", "refused", "http_status", "rate_limited", "server_error", "bad_payload"]
+_RETRYABLE = {"timeout", "refused", "rate_limited", "server_error"}
+
+
+class EndpointConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible root, ending before /chat")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (may be unset)")
+    timeout_s: float = Field(120.0, gt=0, description="per request")
+    max_attempts: int = Field(4, ge=1, description="tries per request for timeouts, connection errors, 5xx, 429")
+    backoff_s: float = Field(0.5, ge=0, description="first back-off; doubles per retry")
+    max_backoff_s: float = Field(8.0, ge=0, description="cap of one back-off")
+    max_connections: int = Field(64, ge=1, description="HTTP connection pool size")
+
+
+class EndpointError(Exception):
+    """A chat request that did not produce a reply (after retries, where retrying makes sense)."""
+
+    def __init__(self, kind: EndpointErrorKind, message: str, status: int | None = None):
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.message, self.status = kind, message, status
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in _RETRYABLE
+
+
+@dataclass
+class ChatReply:
+    text: str
+    finish_reason: str  # "stop" | "length" | ... as the endpoint says
+    completion_tokens: int | None  # from `usage`; None when the endpoint does not report it
+    prompt_tokens: int | None = None
+    attempts: int = 1
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def image_data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Environment-form messages -> OpenAI wire form (images become data URLs; tool role becomes user)."""
+    out = []
+    for m in messages:
+        role = "user" if m["role"] == "tool" else m["role"]
+        content = m["content"]
+        if isinstance(content, list):
+            blocks = []
+            for b in content:
+                if b.get("type") == "image":
+                    img = b["image"]
+                    if not isinstance(img, Image.Image):
+                        raise TypeError(f"image block holds {type(img).__name__}, expected a PIL image")
+                    blocks.append({"type": "image_url", "image_url": {"url": image_data_url(img)}})
+                elif b.get("type") == "text":
+                    blocks.append({"type": "text", "text": b["text"]})
+                else:
+                    blocks.append(b)  # already wire form (image_url)
+            content = blocks
+        out.append({"role": role, "content": content})
+    return out
+
+
+class OpenAIChatClient:
+    """Async chat client. Share one per process; it is safe under concurrent calls."""
+
+    def __init__(self, config: EndpointConfig, transport: httpx.AsyncBaseTransport | None = None):
+        self.config = config
+        key = os.environ.get(config.api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        limits = httpx.Limits(max_connections=config.max_connections)
+        self._http = httpx.AsyncClient(base_url=config.base_url.rstrip("/"), headers=headers, limits=limits,
+                                       timeout=config.timeout_s, transport=transport)
+
+    async def __aenter__(self) -> "OpenAIChatClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _once(self, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = await self._http.post("/chat/completions", json=payload)
+        except httpx.TimeoutException as e:
+            raise EndpointError("timeout", f"no reply within {self.config.timeout_s}s ({type(e).__name__})") from e
+        except httpx.TransportError as e:
+            raise EndpointError("refused", f"{self.config.base_url}: {e!r}") from e
+        if resp.status_code == 429:
+            raise EndpointError("rate_limited", resp.text[:200], resp.status_code)
+        if resp.status_code >= 500:
+            raise EndpointError("server_error", f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
+        if resp.status_code >= 400:
+            raise EndpointError("http_status", f"HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise EndpointError("bad_payload", f"reply is not JSON: {resp.text[:200]!r}") from e
+
+    async def chat(self, model: str, messages: list[dict[str, Any]], **sampling: Any) -> ChatReply:
+        """One completion. `sampling` goes into the payload as is (temperature, top_p, max_tokens, seed, stop)."""
+        payload = {"model": model, "messages": to_openai_messages(messages),
+                   **{k: v for k, v in sampling.items() if v is not None}}
+        c = self.config
+        attempts = 0
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(c.max_attempts),
+            wait=wait_exponential(multiplier=c.backoff_s, max=c.max_backoff_s),
+            retry=retry_if_exception(lambda e: isinstance(e, EndpointError) and e.retryable),
+            reraise=True,
+        ):
+            with attempt:
+                attempts += 1
+                data = await self._once(payload)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            usage = data.get("usage") or {}
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            raise EndpointError("bad_payload", f"no choices[0].message in reply: {str(data)[:200]}") from e
+        return ChatReply(text=text, finish_reason=choice.get("finish_reason") or "stop",
+                         completion_tokens=usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"),
+                         attempts=attempts, raw=data)

@@ -1,0 +1,113 @@
+"""Stitch several entity images into one mosaic and record where each one went.
+
+Boxes are normalized `[x1, y1, x2, y2]` floats in [0, 1] of the mosaic — the coordinates the UGS
+`image_search` tool takes — so a recorded box is also a correct tool argument.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image
+
+Layout = Literal["grid", "rows", "irregular"]
+LAYOUTS: tuple[Layout, ...] = ("grid", "rows", "irregular")
+
+
+@dataclass
+class Mosaic:
+    image: Image.Image
+    boxes: list[list[float]]  # one per input image, same order
+    layout: Layout
+
+
+def _place(canvas: Image.Image, img: Image.Image, x: int, y: int, w: int, h: int) -> list[float]:
+    canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.LANCZOS), (x, y))
+    W, H = canvas.size
+    return [round(x / W, 4), round(y / H, 4), round((x + w) / W, 4), round((y + h) / H, 4)]
+
+
+def _grid(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) -> list[list[float]]:
+    n = len(images)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    W, H = canvas.size
+    cw, ch = W // cols, H // rows
+    cells = rng.sample(range(cols * rows), n)
+    boxes = []
+    for img, cell in zip(images, cells):
+        side = int(min(cw, ch) * rng.uniform(0.6, 0.95))
+        x = (cell % cols) * cw + rng.randint(0, cw - side)
+        y = (cell // cols) * ch + rng.randint(0, ch - side)
+        boxes.append(_place(canvas, img, x, y, side, side))
+    return boxes
+
+
+def _rows(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) -> list[list[float]]:
+    n = len(images)
+    n_rows = max(1, min(3, round(math.sqrt(n) * rng.uniform(0.7, 1.1))))
+    counts = [n // n_rows + (1 if r < n % n_rows else 0) for r in range(n_rows)]
+    W, H = canvas.size
+    rh = H // n_rows
+    boxes, k = [], 0
+    for r, cnt in enumerate(counts):
+        widths = [rng.uniform(0.7, 1.3) for _ in range(cnt)]
+        scale = W / sum(widths)
+        x = 0
+        for wfrac in widths:
+            slot = int(wfrac * scale)
+            side = int(min(slot, rh) * rng.uniform(0.65, 0.95))
+            bx = x + rng.randint(0, max(0, slot - side))
+            by = r * rh + rng.randint(0, rh - side)
+            boxes.append(_place(canvas, images[k], bx, by, side, side))
+            x += slot
+            k += 1
+    return boxes
+
+
+def _irregular(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) -> list[list[float]] | None:
+    W, H = canvas.size
+    n = len(images)
+    base = int(math.sqrt(W * H / n) * 0.62)
+    taken: list[tuple[int, int, int, int]] = []
+    for _ in images:
+        for _attempt in range(200):
+            side = int(base * rng.uniform(0.75, 1.2))
+            x, y = rng.randint(0, W - side), rng.randint(0, H - side)
+            gap = 4
+            if all(x + side + gap <= a or a + c + gap <= x or y + side + gap <= b or b + c + gap <= y
+                   for a, b, c, _ in taken):
+                taken.append((x, y, side, side))
+                break
+        else:
+            return None  # too crowded for this draw; caller falls back to a grid
+    return [_place(canvas, img, x, y, w, h) for img, (x, y, w, h) in zip(images, taken)]
+
+
+def build_mosaic(images: list[Image.Image], rng: random.Random, layout: Layout | None = None,
+                 canvas_size: tuple[int, int] = (768, 576), background: tuple[int, int, int] | None = None) -> Mosaic:
+    """Place `images` (2–9) on one canvas without overlap; sizes, positions and layout vary with `rng`."""
+    if not 2 <= len(images) <= 9:
+        raise ValueError(f"a mosaic takes 2 to 9 images, got {len(images)}")
+    layout = layout or rng.choice(LAYOUTS)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} unknown; use one of {LAYOUTS}")
+    bg = background or tuple(rng.randint(225, 250) for _ in range(3))
+    canvas = Image.new("RGB", canvas_size, bg)
+    boxes = None
+    if layout == "irregular":
+        boxes = _irregular(rng, canvas, images)
+        if boxes is None:
+            canvas, layout = Image.new("RGB", canvas_size, bg), "grid"
+    if boxes is None:
+        boxes = (_grid if layout == "grid" else _rows)(rng, canvas, images)
+    return Mosaic(canvas, boxes, layout)
+
+
+def crop_box(image: Image.Image, box: list[float]) -> Image.Image:
+    """The pixels under a normalized box (what the environment crops)."""
+    W, H = image.size
+    x1, y1, x2, y2 = box
+    return image.crop((round(x1 * W), round(y1 * H), round(x2 * W), round(y2 * H)))

@@ -1,0 +1,147 @@
+"""Parquet datasets for verl 0.9.1: RL prompts (stage 2) and SFT conversations (stage 1).
+
+RL rows follow docs/CONTRACTS.md §5 and are read by `RLHFDataset` (or `hyperseyes_verl.verl.dataset.
+HyperEyesDataset` on boxes without torchvision): `prompt` chat messages with `<image>` placeholders,
+`images` as `{"bytes": png}`, `reward_model.ground_truth`, `extra_info` with the stable prompt index and
+the PRS reference (`ref_rounds` / `ref_searches`, -1 when the item has none).
+
+SFT rows are what verl's `MultiTurnSFTDataset` reads (`data.messages_key=messages`, images column
+`images`): system, user (question + `<image>`), then the teacher's assistant turns (text with their
+`<tool_call>` blocks) alternating with observations as user turns (crops as `<image>`). The dataset
+puts the loss on assistant turns only. Tools are described in the system prompt as text, exactly as in
+PRS and RL rollouts, so there is no `tools` column.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
+from hyperseyes_verl.ugs.types import UGSConfig
+
+AGENT_NAME = "hyperseyes_agent"
+DEFAULT_SOURCE = "hyperseyes/synth"
+
+
+def png_bytes(image: Image.Image | str | Path) -> bytes:
+    if not isinstance(image, Image.Image):
+        with Image.open(image) as im:
+            image = im.convert("RGB")
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def split_of(key: str, val_frac: float, seed: int = 0) -> str:
+    """Deterministic train/val assignment by hash of the id (stable when items are added or removed)."""
+    if val_frac <= 0:
+        return "train"
+    h = int(hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if h < val_frac else "train"
+
+
+def prompt_messages(question: str, n_images: int, system: str | None) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    msgs.append({"role": "user", "content": user_prompt(question, n_images)})
+    return msgs
+
+
+def rl_row(*, question: str, answers: list[str], images: list[Any], index: int, split: str, data_source: str,
+           ref_rounds: int = -1, ref_searches: int = -1, entity_count: int = 1, domain: str = "",
+           system: str | None = None) -> dict[str, Any]:
+    if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise ValueError(f"item {data_source}/{index}: answers {answers!r} must be non-empty strings")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split {split!r} must be train, val or test")
+    return {
+        "data_source": data_source,
+        "prompt": prompt_messages(question, len(images), system),
+        "images": [{"bytes": png_bytes(i)} for i in images],
+        "reward_model": {"style": "rule", "ground_truth": answers[0]},
+        "agent_name": AGENT_NAME,
+        "extra_info": {"index": int(index), "split": split, "question": question, "answers": list(answers),
+                       "ref_rounds": int(ref_rounds), "ref_searches": int(ref_searches),
+                       "entity_count": int(entity_count), "domain": domain},
+    }
+
+
+def rl_rows(items: list[dict[str, Any]], prs_results: dict[str, dict[str, Any]] | None = None, *,
+            data_source: str = DEFAULT_SOURCE, val_frac: float = 0.0, seed: int = 0,
+            system: str | None = system_prompt(UGSConfig()), only_solved: bool = False) -> list[dict[str, Any]]:
+    """RL rows from synthesized items (images as absolute paths, see `synth.read_items`).
+
+    `prs_results` (id -> PRS result line) supplies the references; `only_solved` keeps items the teacher
+    solved (the official RL data had a cold-start reference for every prompt).
+    """
+    prs_results = prs_results or {}
+    rows = []
+    for n, item in enumerate(items):
+        res = prs_results.get(item["id"], {})
+        solved = res.get("status") == "solved"
+        if only_solved and not solved:
+            continue
+        rows.append(rl_row(question=item["question"], answers=item["answers"], images=item.get("images", []),
+                           index=item.get("index", n), split=split_of(item["id"], val_frac, seed),
+                           data_source=data_source, ref_rounds=res["ref_rounds"] if solved else -1,
+                           ref_searches=res["ref_searches"] if solved else -1,
+                           entity_count=item.get("entity_count", 1), domain=item.get("domain", ""), system=system))
+    return rows
+
+
+def _text_with_placeholders(content: Any) -> tuple[str, list[int]]:
+    """A saved message's content as one string with `<image>` per image ref; returns (text, refs)."""
+    if isinstance(content, str):
+        if "<image>" in content:
+            raise ValueError("a text turn of the trajectory contains a literal '<image>'; it would be taken for "
+                             "an image placeholder — drop or escape it before building SFT rows")
+        return content, []
+    text, refs = "", []
+    for b in content:
+        if b.get("type") == "image":
+            text += "<image>"
+            refs.append(int(b["ref"]))
+        else:
+            t = b.get("text", "")
+            if "<image>" in t:
+                raise ValueError("an observation contains a literal '<image>' (e.g. in a search snippet); "
+                                 "it would be taken for an image placeholder")
+            text += t
+    return text, refs
+
+
+def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE) -> dict[str, Any]:
+    """One SFT conversation from a solved PRS result line."""
+    if result.get("status") != "solved":
+        raise ValueError(f"PRS result {result.get('id')!r} has status {result.get('status')!r}; only solved "
+                         "trajectories become SFT data")
+    traj = result["trajectory"]
+    files = [Path(prs_dir) / p for p in result["trajectory_images"]]
+    messages, order = [], []
+    for m in traj["messages"]:
+        text, refs = _text_with_placeholders(m["content"])
+        messages.append({"role": m["role"], "content": text})
+        order.extend(refs)
+    if messages[-1]["role"] != "assistant":
+        raise ValueError(f"trajectory {result['id']!r} does not end with an assistant turn")
+    return {"id": result["id"], "data_source": data_source, "messages": messages,
+            "images": [{"bytes": png_bytes(files[k])} for k in order],
+            "ref_rounds": int(result["ref_rounds"]), "ref_searches": int(result["ref_searches"])}
+
+
+def sft_rows(prs_results: dict[str, dict[str, Any]], prs_dir: str | Path,
+             data_source: str = DEFAULT_SOURCE) -> list[dict[str, Any]]:
+    return [sft_row(r, prs_dir, data_source) for r in prs_results.values() if r.get("status") == "solved"]
+
+
+def write_parquet(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    if not rows:
+        raise ValueError(f"no rows to write to {path}: check the inputs (no items, or none solved by PRS)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path

@@ -1,0 +1,76 @@
+"""`hyperseyes to-parquet`: verl datasets from synthesized items, PRS results, or a benchmark parquet.
+
+    hyperseyes to-parquet rl --items out/items.jsonl --prs prs/ --out data/rl_train.parquet \
+        --val-out data/rl_val.parquet --val-frac 0.05
+    hyperseyes to-parquet sft --prs prs/ --out data/sft.parquet
+    hyperseyes to-parquet convert --input mmsearch.parquet --out data/mmsearch.parquet \
+        --question-col query --image-col image --answer-col gt_answer --data-source mmsearch
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=("rl", "sft", "convert"), help="what to write")
+    p.add_argument("--out", required=True, help="output parquet (rl: the train split)")
+    p.add_argument("--items", help="rl: items JSONL from `hyperseyes synth`")
+    p.add_argument("--prs", help="rl: PRS folder for references (optional); sft: PRS folder (required)")
+    p.add_argument("--only-solved", action="store_true", help="rl: keep only items PRS solved")
+    p.add_argument("--val-out", help="rl: write the val split here (with --val-frac)")
+    p.add_argument("--val-frac", type=float, default=0.0, help="rl: fraction of items for val (hash of id)")
+    p.add_argument("--no-system-prompt", action="store_true",
+                   help="rl: user turn only (when the agent loop adds its own system prompt)")
+    p.add_argument("--data-source", default=None, help="data_source column (default hyperseyes/synth | benchmark)")
+    p.add_argument("--input", help="convert: benchmark parquet")
+    p.add_argument("--question-col", default="question")
+    p.add_argument("--image-col", default="image", help="convert: image column ('' for text-only)")
+    p.add_argument("--answer-col", default="answer")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="convert: split of every row")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .parquet import DEFAULT_SOURCE, rl_rows, sft_rows, write_parquet
+    from .prs import read_results
+
+    source = args.data_source or (DEFAULT_SOURCE if args.kind != "convert" else "benchmark")
+    counts: dict[str, int] = {}
+    if args.kind == "rl":
+        from .synth import read_items
+
+        if not args.items:
+            raise SystemExit("to-parquet rl needs --items (items JSONL from `hyperseyes synth`)")
+        if args.val_out and args.val_frac <= 0:
+            raise SystemExit("--val-out needs --val-frac > 0")
+        results = read_results(Path(args.prs) / "results.jsonl") if args.prs else {}
+        kw = {"system": None} if args.no_system_prompt else {}
+        rows = rl_rows(read_items(args.items), results, data_source=source, val_frac=args.val_frac,
+                       only_solved=args.only_solved, **kw)
+        train = [r for r in rows if r["extra_info"]["split"] == "train"]
+        val = [r for r in rows if r["extra_info"]["split"] == "val"]
+        write_parquet(train, args.out)
+        counts["train"] = len(train)
+        if args.val_out:
+            write_parquet(val, args.val_out)
+            counts["val"] = len(val)
+        counts["with_reference"] = sum(r["extra_info"]["ref_rounds"] >= 0 for r in rows)
+    elif args.kind == "sft":
+        if not args.prs:
+            raise SystemExit("to-parquet sft needs --prs (the folder `hyperseyes prs` wrote)")
+        rows = sft_rows(read_results(Path(args.prs) / "results.jsonl"), args.prs, source)
+        write_parquet(rows, args.out)
+        counts["conversations"] = len(rows)
+    else:
+        from .convert import ConvertConfig, convert_benchmark
+
+        if not args.input:
+            raise SystemExit("to-parquet convert needs --input (a benchmark parquet)")
+        cfg = ConvertConfig(question_col=args.question_col, image_col=args.image_col or None,
+                            answer_col=args.answer_col, data_source=source, split=args.split)
+        rows = convert_benchmark(args.input, cfg)
+        write_parquet(rows, args.out)
+        counts["rows"] = len(rows)
+    print(json.dumps({"kind": args.kind, "out": args.out, **counts}))
+    return 0

@@ -1,0 +1,67 @@
+"""`hyperseyes synth`: gallery + mosaics + questions + search corpus, in one folder.
+
+Output (`--out DIR`): items.jsonl, mosaics/*.png, and the gallery files that `hyperseyes index build`
+reads: corpus.jsonl, images/ + images.jsonl (plus entities.jsonl, classes.json, synth_summary.json).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n-visual", type=int, default=40, help="visual multi-entity items")
+    p.add_argument("--n-textual", type=int, default=20, help="textual multi-constraint items")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=int, default=12, help="demo gallery: entities per class")
+    p.add_argument("--max-entities", type=int, default=6, help="entities per mosaic, at most (2-9)")
+    p.add_argument("--gallery", help="your own image folder (with --facts); default: the embedded demo gallery")
+    p.add_argument("--facts", help="facts JSONL for --gallery (schema: hyperseyes_verl/data/gallery.py)")
+    p.add_argument("--endpoint", help="OpenAI-compatible base URL for LLM rewriting and the needs-search filter")
+    p.add_argument("--model", help="model name at --endpoint")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    p.add_argument("--no-rewrite", action="store_true", help="with --endpoint: only filter, keep templates")
+    p.add_argument("--no-filter", action="store_true", help="with --endpoint: only rewrite, keep every item")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .gallery import build_demo_gallery, load_user_gallery, write_gallery
+    from .synth import SynthConfig, rewrite_and_filter, synthesize, write_items
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if bool(args.gallery) != bool(args.facts):
+        raise SystemExit("--gallery and --facts go together: an image folder and its facts JSONL")
+    if args.endpoint and not args.model:
+        raise SystemExit("--endpoint needs --model (the model name served there)")
+    gallery = (load_user_gallery(args.gallery, args.facts) if args.gallery
+               else build_demo_gallery(out, per_class=args.per_class, seed=args.seed))
+    write_gallery(gallery, out)
+    cfg = SynthConfig(n_visual=args.n_visual, n_textual=args.n_textual, seed=args.seed,
+                      max_entities=args.max_entities)
+    items = synthesize(gallery, out, cfg)
+    counts: dict[str, int] = {}
+    if args.endpoint:
+        from ..agent.openai_client import EndpointConfig, OpenAIChatClient
+
+        async def llm_pass():
+            async with OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env)) as c:
+                return await rewrite_and_filter(items, out, c, args.model, rewrite=not args.no_rewrite,
+                                                filter_no_search=not args.no_filter)
+
+        items, counts = asyncio.run(llm_pass())
+    write_items(items, out / "items.jsonl")
+    summary = {"items": len(items), "by_kind": Counter(i["kind"] for i in items),
+               "by_domain": Counter(i["domain"] for i in items),
+               "by_op": Counter(i["program"]["op"] for i in items),
+               "entities_per_mosaic": Counter(i["entity_count"] for i in items if i["kind"] == "visual"),
+               "gallery_entities": len(gallery.entities), **counts}
+    (out / "synth_summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+    print(f"next: hyperseyes index build --corpus {out}/corpus.jsonl --images {out} "
+          f"--images-meta {out}/images.jsonl --out {out}/index")
+    return 0

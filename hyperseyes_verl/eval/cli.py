@@ -1,0 +1,142 @@
+"""`hyperseyes eval`: evaluate a served model (accuracy, rounds, width, tokens, CAS) and `hyperseyes eval report`.
+
+    hyperseyes eval --endpoint http://127.0.0.1:8000/v1 --model my-ckpt --data imeb.parquet --index idx --out runs/a
+    hyperseyes eval report --runs runs/a runs/b --out report/
+
+`--endpoint scripted --model scripted-parallel` runs a scripted strategy (strategies.py) instead of a model,
+on the synthetic benchmark only.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from hyperseyes_verl.eval import report as report_cmd
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="eval_command")  # optional: plain `hyperseyes eval …` evaluates
+    report_cmd.add_arguments(sub.add_parser("report", help="markdown/JSON report + Pareto plot over run folders"))
+    g = p.add_argument_group("model")
+    g.add_argument("--endpoint", help="OpenAI-compatible base URL (…/v1), or 'scripted' for a scripted strategy")
+    g.add_argument("--model", help="model name served at --endpoint")
+    g.add_argument("--name", help="display name of this run in reports (default: --model)")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per model request")
+    g.add_argument("--max-attempts", type=int, default=4, help="tries per request (timeouts, 5xx, 429)")
+    g.add_argument("--temperature", type=float, default=0.0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--max-tokens", type=int, default=1524, help="per assistant turn")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", help="benchmark file (.parquet/.jsonl/.json) or folder holding one")
+    d.add_argument("--format", help="force a shape: synth, rl, imeb, mmsearch, mmsearch_plus, fvqa, livevqa, "
+                   "browsecomp_vl (default: detected from the columns)")
+    d.add_argument("--columns", help="mapping for other layouts: question=COL,answer=COL,images=COL[,domain=…]")
+    d.add_argument("--bench-name", help="benchmark name in ids and reports (default: from the format / file)")
+    d.add_argument("--image-root", help="folder relative image paths resolve against (default: the file's folder)")
+    d.add_argument("--limit", type=int, help="evaluate only the first N items")
+    s = p.add_argument_group("search")
+    s.add_argument("--index", help="embedded index folder (`hyperseyes index build`)")
+    s.add_argument("--backend-config", help="YAML file with a search backend config (see search/config.py)")
+    r = p.add_argument_group("run")
+    r.add_argument("--out", help="run folder: results.jsonl (resumable), run.json, report.md, pareto.png")
+    r.add_argument("--concurrency", type=int, default=4, help="episodes in flight")
+    r.add_argument("--max-rounds", type=int, default=8, help="tool rounds per episode (training budget: 8)")
+    r.add_argument("--max-turns", type=int, help="assistant turns per episode (default: max-rounds + 1)")
+    r.add_argument("--max-new", type=int, help="stop after this many new items (rerun to continue)")
+    r.add_argument("--judge", choices=["rule", "llm"], default="rule", help="rule: offline; llm: needs --judge-endpoint")
+    r.add_argument("--judge-endpoint", help="OpenAI-compatible base URL of the LLM judge")
+    r.add_argument("--judge-model", default="judge")
+    r.add_argument("--keep-trajectories", action="store_true", help="store text trajectories in results.jsonl")
+    r.add_argument("--no-progress", action="store_true")
+
+
+def _backend(args):
+    from hyperseyes_verl.search.config import build_backend
+
+    if bool(args.index) == bool(args.backend_config):
+        raise SystemExit("give exactly one of --index DIR (embedded index) or --backend-config FILE.yaml")
+    if args.index:
+        return build_backend({"type": "embedded", "index_dir": args.index})
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(Path(args.backend_config).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SystemExit(f"cannot read --backend-config {args.backend_config!r}: {e}")
+    return build_backend(cfg)
+
+
+def build_config(args):
+    from hyperseyes_verl.agent.runner import SamplingParams
+    from hyperseyes_verl.eval.evaluate import EvalConfig
+    from hyperseyes_verl.judge.judge import JudgeConfig
+    from hyperseyes_verl.judge.llm import LLMJudgeConfig
+    from hyperseyes_verl.ugs.types import UGSConfig
+
+    judge = JudgeConfig()
+    if args.judge == "llm":
+        if not args.judge_endpoint:
+            raise SystemExit("--judge llm needs --judge-endpoint URL (and --judge-model)")
+        judge = JudgeConfig(kind="llm", llm=LLMJudgeConfig(base_url=args.judge_endpoint, model=args.judge_model))
+    ugs = UGSConfig(max_tool_rounds=args.max_rounds, max_turns=args.max_turns or args.max_rounds + 1)
+    return EvalConfig(model=args.model, name=args.name, concurrency=args.concurrency, ugs=ugs,
+                      sampling=SamplingParams(temperature=args.temperature, top_p=args.top_p,
+                                              max_tokens=args.max_tokens),
+                      judge=judge, keep_trajectories=args.keep_trajectories, progress=not args.no_progress)
+
+
+async def _run_eval(args, items, backend, cfg) -> list:
+    from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
+    from hyperseyes_verl.eval.evaluate import evaluate
+
+    if args.endpoint == "scripted":
+        from hyperseyes_verl.eval.strategies import ScriptedClient, specs_from_items
+
+        specs = specs_from_items(items)
+        if not specs:
+            raise SystemExit("--endpoint scripted runs only on the synthetic benchmark (items with a `program`)")
+        client = ScriptedClient(specs)
+    else:
+        client = OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env,
+                                                 timeout_s=args.timeout, max_attempts=args.max_attempts))
+    try:
+        return await evaluate(items, client, backend, args.out, cfg, max_new=args.max_new,
+                              run_info={"endpoint": args.endpoint, "data": str(args.data)})
+    finally:
+        await client.aclose()
+        await backend.aclose()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.eval_command == "report":
+        return report_cmd.run(args)
+    from hyperseyes_verl.eval.loaders import BenchmarkFormatError, load_benchmark
+    from hyperseyes_verl.eval.metrics import full_metrics
+    from hyperseyes_verl.eval.report import run_summary, write_report
+
+    missing = [f"--{k}" for k in ("endpoint", "model", "data", "out") if not getattr(args, k)]
+    if missing:
+        raise SystemExit(f"hyperseyes eval needs {', '.join(missing)} (or use `hyperseyes eval report --runs …`)")
+    try:
+        items = load_benchmark(args.data, fmt=args.format, columns=args.columns, name=args.bench_name,
+                               image_root=args.image_root, limit=args.limit)
+    except (BenchmarkFormatError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    backend = _backend(args)
+    cfg = build_config(args)
+    results = asyncio.run(_run_eval(args, items, backend, cfg))
+    paths = write_report([run_summary(cfg.display_name, results, {"endpoint": args.endpoint, "data": str(args.data)})],
+                         args.out, title=f"Evaluation of {cfg.display_name}")
+    m = full_metrics(results)
+    o, f = m["overall"], m["failures"]
+    print(f"{cfg.display_name}: {len(results)}/{len(items)} items  acc {100 * o.get('eval/acc', 0):.1f}%  "
+          f"rounds {o.get('eval/mean_tool_rounds', 0):.2f}  width {o.get('eval/searches_per_round', 0):.2f}  "
+          f"tokens {o.get('eval/mean_generated_tokens', 0):.0f}  CAS {o.get('eval/cas', 0):.2f}")
+    print("failures: " + ", ".join(f"{k.removeprefix('failures/')}={v}" for k, v in f.items() if v))
+    for k, v in paths.items():
+        print(f"{k}: {v}")
+    return 0

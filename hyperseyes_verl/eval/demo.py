@@ -1,0 +1,215 @@
+"""`hyperseyes demo` (what `make demo` runs): the whole product on embedded defaults, offline, on CPU.
+
+1. gallery + search corpus + synthetic multi-entity questions (`hyperseyes synth`), embedded index
+2. Progressive Rejection Sampling with a scripted teacher -> per-prompt references + RL parquet
+3. every question run in the real search environment by four scripted strategies (or a served model)
+4. TRACE scores of each question's group of rollouts, official and paper mode, over two "epochs" whose
+   references go through the reference store (epoch 1 observes, the epoch end tightens, epoch 2 is scored
+   against the tightened references)
+5. evaluation report (accuracy, rounds, width, tokens, CAS per benchmark / domain / entity count) + Pareto plot
+
+Without `--endpoint` the "policies" are the scripted strategies of strategies.py: real tool calls against the
+real index, but a script, not a trained model — the output says so.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DemoConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: str = Field(description="output folder")
+    per_class: int = Field(8, ge=2, description="gallery entities per class")
+    n_visual: int = Field(24, ge=1, description="visual multi-entity questions")
+    n_textual: int = Field(6, ge=0, description="textual multi-constraint questions")
+    max_entities: int = Field(6, ge=2, le=9, description="entities per mosaic, at most")
+    seed: int = 0
+    prs_max_rounds: int = Field(3, ge=1, description="PRS budgets tried: 1..this")
+    concurrency: int = Field(4, ge=1)
+    endpoint: str | None = Field(None, description="policy endpoint to evaluate (OpenAI-compatible); None = scripted")
+    model: str | None = None
+    progress: bool = True
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def build_data(cfg: DemoConfig) -> tuple[Path, Path]:
+    from hyperseyes_verl.data.gallery import build_demo_gallery, write_gallery
+    from hyperseyes_verl.data.synth import SynthConfig, synthesize, write_items
+    from hyperseyes_verl.search.embedded import build_index
+
+    data, index = Path(cfg.out) / "data", Path(cfg.out) / "index"
+    gallery = build_demo_gallery(data, per_class=cfg.per_class, seed=cfg.seed)
+    write_gallery(gallery, data)
+    items = synthesize(gallery, data, SynthConfig(n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed,
+                                                  max_entities=min(cfg.max_entities, cfg.per_class)))
+    write_items(items, data / "items.jsonl")
+    build_index(index, corpus=data / "corpus.jsonl", images_dir=data, images_meta=data / "images.jsonl",
+                progress=False)
+    return data / "items.jsonl", index
+
+
+def trace_epochs(results_by_run: dict[str, list], prs_refs: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """Score each question's group (one rollout per run) with TRACE in both modes, two epochs, tightening refs."""
+    from hyperseyes_verl.trace.official import official_group_scores
+    from hyperseyes_verl.trace.paper import PaperTraceConfig, paper_score
+    from hyperseyes_verl.trace.store import ReferenceStore, StoreConfig
+
+    store = ReferenceStore(StoreConfig(use_ray=False))
+    paper_cfg = PaperTraceConfig()
+    runs = list(results_by_run)
+    by_id = {run: {r.id: r for r in rs} for run, rs in results_by_run.items()}
+    ids = sorted(set.intersection(*(set(v) for v in by_id.values())))
+    out: dict[str, Any] = {"epochs": []}
+    for epoch in (1, 2):
+        official = {run: [] for run in runs}
+        paper = {run: [] for run in runs}
+        for qid in ids:
+            group = [by_id[run][qid] for run in runs]
+            init_r, init_s = prs_refs.get(qid, (-1, -1))
+            infos = [store.record(qid, init_r, init_s, g.acc > 0.5, g.tool_rounds, g.searches) for g in group]
+            scores = official_group_scores([g.acc for g in group], [g.answered for g in group],
+                                           [g.tool_rounds for g in group], [g.searches for g in group],
+                                           [i.rounds for i in infos], [i.searches for i in infos])
+            for run, g, s, info in zip(runs, group, scores, infos):
+                official[run].append(s.score)
+                paper[run].append(paper_score(paper_cfg, g.acc > 0.5, g.answered, g.tool_rounds,
+                                              info.rounds, paper_cfg.lam).score)
+        refs = [store.peek(q) for q in ids]
+        with_ref = [r.rounds for r in refs if r is not None and r.rounds >= 0]
+        end = store.end_epoch()
+        out["epochs"].append({
+            "epoch": epoch,
+            "official_mean": {run: sum(v) / len(v) for run, v in official.items() if v},
+            "paper_mean": {run: sum(v) / len(v) for run, v in paper.items() if v},
+            "prompts_with_reference": len(with_ref),
+            "mean_reference_rounds": sum(with_ref) / len(with_ref) if with_ref else None,
+            "refs_tightened_at_epoch_end": int(end["trace/refs_tightened"]),
+        })
+    return out
+
+
+async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, Any]:
+    from hyperseyes_verl.data.prs import PRSConfig, run_prs
+    from hyperseyes_verl.data.synth import read_items
+    from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
+    from hyperseyes_verl.eval.loaders import load_benchmark
+    from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
+    from hyperseyes_verl.search.config import build_backend
+
+    out = Path(cfg.out)
+    items = load_benchmark(items_path, name="demo")
+    backend = build_backend({"type": "embedded", "index_dir": str(index)})
+    scripted = ScriptedClient(specs_from_items(items))
+    info: dict[str, Any] = {}
+    try:
+        _say("[2/5] Progressive Rejection Sampling (budgets 1..%d) with the scripted *parallel* strategy as the "
+             "teacher (a script, not a model)" % cfg.prs_max_rounds)
+        raw_items = read_items(items_path)
+        for it in raw_items:
+            it["id"] = f"demo/{it['id']}"  # same ids as the evaluation items
+        prs = await run_prs(raw_items, backend, scripted, PRSConfig(model="scripted-parallel",
+                            max_rounds=cfg.prs_max_rounds, concurrency=cfg.concurrency), out / "prs",
+                            progress=cfg.progress)
+        results = {json.loads(line)["id"]: json.loads(line) for line in (out / "prs" / "results.jsonl").open()}
+        refs = {k: (v["ref_rounds"], v["ref_searches"]) for k, v in results.items() if v["status"] == "solved"}
+        from hyperseyes_verl.data.parquet import rl_rows, write_parquet
+
+        rows = rl_rows(raw_items, {k: v for k, v in results.items()}, data_source="hyperseyes_demo")
+        write_parquet(rows, out / "data" / "rl.parquet")
+        info["prs"] = prs
+        _say(f"      solved {prs['prs/solved']}/{prs['prs/items']} (by budget {prs['prs/solved_by_budget']}), "
+             f"mean reference {prs['prs/mean_ref_rounds']} rounds / {prs['prs/mean_ref_searches']} searches; "
+             f"RL parquet with references: {out / 'data' / 'rl.parquet'}")
+
+        _say("[3/5] Every question in the search environment: " + (
+            f"model {cfg.model} at {cfg.endpoint}, and " if cfg.endpoint else "") + "scripted strategies "
+             + ", ".join(STRATEGIES))
+        by_run: dict[str, list] = {}
+        for strategy in STRATEGIES:
+            ecfg = EvalConfig(model=f"scripted-{strategy}", concurrency=cfg.concurrency, keep_trajectories=True,
+                              progress=cfg.progress)
+            by_run[f"scripted-{strategy}"] = await evaluate(items, scripted, backend, out / "runs" / strategy, ecfg,
+                                                            run_info={"scripted": True})
+        if cfg.endpoint:
+            from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
+
+            async with OpenAIChatClient(EndpointConfig(base_url=cfg.endpoint)) as client:
+                ecfg = EvalConfig(model=cfg.model, concurrency=cfg.concurrency, keep_trajectories=True,
+                                  progress=cfg.progress)
+                by_run[cfg.model] = await evaluate(items, client, backend, out / "runs" / "model", ecfg,
+                                                   run_info={"endpoint": cfg.endpoint})
+        info["by_run"] = by_run
+        info["refs"] = refs
+        return info
+    finally:
+        await backend.aclose()
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    from hyperseyes_verl.eval.report import render_markdown, run_summary, write_report
+    from hyperseyes_verl.eval.strategies import NOTICE
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"[1/5] Gallery, synthetic questions and embedded index under {out}")
+    items_path, index = build_data(cfg)
+    info = asyncio.run(_run_all(cfg, items_path, index))
+    by_run = info["by_run"]
+
+    _say("[4/5] TRACE over two epochs (groups = one rollout per strategy; references from PRS, tightened by the "
+         "reference store at the epoch end; epoch 2 replays the same rollouts against the tightened references)")
+    trace = trace_epochs({k: v for k, v in by_run.items() if k.startswith("scripted-")}, info["refs"])
+    (out / "trace.json").write_text(json.dumps(trace, indent=1))
+    for e in trace["epochs"]:
+        _say(f"      epoch {e['epoch']}: {e['prompts_with_reference']} prompts with a reference "
+             f"(mean {e['mean_reference_rounds']}); tightened at its end: {e['refs_tightened_at_epoch_end']}")
+        if e["refs_tightened_at_epoch_end"] == 0:
+            _say("        (no rollout beat its reference: PRS already kept each prompt's shortest correct trajectory)")
+        _say("        official: " + ", ".join(f"{k} {v:+.3f}" for k, v in e["official_mean"].items()))
+        _say("        paper:    " + ", ".join(f"{k} {v:+.3f}" for k, v in e["paper_mean"].items()))
+
+    _say("[5/5] Report and Pareto plot")
+    notes = [] if cfg.endpoint is None else [f"Model {cfg.model} served at {cfg.endpoint} next to the scripted runs."]
+    notes += [NOTICE, "PRS teacher: the scripted parallel strategy (a script, not a model)."]
+    runs = [run_summary(name, rs, {"scripted": name.startswith("scripted-")}) for name, rs in by_run.items()]
+    paths = write_report(runs, out / "report", title="HyperEyes demo: accuracy vs cost", notes=notes)
+    table = render_markdown(runs, "Summary").split("\n## ")[0]
+    _say("")
+    _say(NOTICE)
+    _say(table)
+    _say(f"report: {paths['markdown']}\nplot:   {paths.get('plot')}\ntrace:  {out / 'trace.json'}\n"
+         f"done in {time.perf_counter() - t0:.0f} s")
+    return {"paths": paths, "trace": trace, "runs": runs, "prs": info["prs"]}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="outputs/demo", help="output folder")
+    p.add_argument("--per-class", type=int, default=8, help="gallery entities per class")
+    p.add_argument("--n-visual", type=int, default=24, help="visual multi-entity questions")
+    p.add_argument("--n-textual", type=int, default=6, help="textual multi-constraint questions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--endpoint", help="OpenAI-compatible endpoint of a policy to evaluate next to the scripts")
+    p.add_argument("--model", help="model name at --endpoint")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.endpoint) != bool(args.model):
+        raise SystemExit("--endpoint and --model go together (the model served at that endpoint)")
+    run_demo(DemoConfig(out=args.out, per_class=args.per_class, n_visual=args.n_visual, n_textual=args.n_textual,
+                        seed=args.seed, endpoint=args.endpoint, model=args.model, concurrency=args.concurrency,
+                        progress=not args.no_progress))
+    return 0

@@ -1,0 +1,111 @@
+"""One evaluated item as a plain record, and the append-only JSONL file that holds a run's records.
+
+The file is the run's only state: an interrupted run is resumed by reading it back and skipping the ids it
+already holds. A line cut short by a kill is ignored (and its item re-run), never half-read.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+
+
+class ItemResult(BaseModel):
+    """What one episode on one benchmark item produced. Counts follow CONTRACTS §3."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(description="stable item id, `benchmark/index`")
+    benchmark: str
+    domain: str = "unknown"
+    entity_count: int = Field(-1, description="entities in the item; -1 when the benchmark does not say")
+    question: str = ""
+    answers: list[str] = Field(default_factory=list)
+    prediction: str | None = None
+    acc: float = Field(0.0, description="judge verdict, 0/1; 0 when there is no answer")
+    judge_source: str = Field("none", description="rule | llm | rule_fallback | none (no answer to judge)")
+    answered: bool = False
+    tool_rounds: int = 0
+    tool_calls: int = 0
+    searches: int = 0
+    searches_per_round: list[int] = Field(default_factory=list)
+    generated_tokens: int = Field(0, description="completion tokens summed over the episode's turns")
+    finish_reason: str = "running"
+    budget_exhausted: bool = False
+    truncated: bool = False
+    search_failures: int = 0
+    tool_errors: dict[str, int] = Field(default_factory=dict)
+    endpoint_errors: int = Field(0, description="model requests that failed (after retries) in this episode")
+    error: str | None = Field(None, description="why the episode could not finish, if it could not")
+    wall_s: float = 0.0
+    trajectory: list[dict] | None = Field(None, description="text-only messages, when the run keeps them")
+
+
+class ResultsFile:
+    """Append-only `results.jsonl` in a run directory; one line per finished item."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / RESULTS_FILE
+
+    def load(self) -> list[ItemResult]:
+        """All complete records, first occurrence of each id kept (a re-run never double-counts)."""
+        if not self.path.exists():
+            return []
+        out: dict[str, ItemResult] = {}
+        with self.path.open("r", encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rec = ItemResult.model_validate(json.loads(line))
+                except (json.JSONDecodeError, ValidationError) as e:
+                    # A kill mid-write leaves a cut line; its item simply runs again.
+                    log.warning("%s:%d: unreadable result line skipped (%s); that item will be re-run",
+                                self.path, lineno, str(e).splitlines()[0])
+                    continue
+                out.setdefault(rec.id, rec)
+        return list(out.values())
+
+    def done_ids(self) -> set[str]:
+        return {r.id for r in self.load()}
+
+    def append(self, rec: ItemResult) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        line = rec.model_dump_json() + "\n"
+        # One write + flush + fsync per record: what is on disk is always whole lines plus at most one cut line.
+        with self.path.open("a", encoding="utf-8") as f:
+            if f.tell() and not self._ends_with_newline():
+                f.write("\n")  # isolate a previous cut line so this record stays readable
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+
+
+def load_run(run_dir: str | os.PathLike) -> list[ItemResult]:
+    """Records of a finished or partial run; a clear error if the directory holds none."""
+    rf = ResultsFile(run_dir)
+    if not rf.path.exists():
+        raise FileNotFoundError(f"no {RESULTS_FILE} in {str(run_dir)!r}: pass a directory written by "
+                                f"`hyperseyes eval --out DIR` (or `hyperseyes demo`)")
+    return rf.load()
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")

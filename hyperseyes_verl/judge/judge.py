@@ -1,0 +1,64 @@
+"""The judge used by TRACE: rule or LLM, with the rule judge as the counted fallback."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hyperseyes_verl.judge.llm import LLMJudge, LLMJudgeConfig
+from hyperseyes_verl.judge.rule import RuleJudge, RuleJudgeConfig
+from hyperseyes_verl.judge.types import JudgeFailure, Verdict
+
+
+class JudgeConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["rule", "llm"] = Field("rule", description="rule: offline matching; llm: OpenAI-compatible "
+                                         "endpoint, rule judge as fallback")
+    rule: RuleJudgeConfig = Field(default_factory=RuleJudgeConfig, description="rule judge (also the fallback)")
+    llm: LLMJudgeConfig | None = Field(None, description="required when kind = llm")
+
+    @model_validator(mode="after")
+    def _llm_needs_endpoint(self) -> "JudgeConfig":
+        if self.kind == "llm" and self.llm is None:
+            raise ValueError("judge.kind='llm' needs a judge.llm section (base_url, model); "
+                             "set judge.kind='rule' to judge offline")
+        return self
+
+
+class Judge:
+    """`await judge.judge(prediction, answers, question) -> Verdict`; counts sources in `self.counts`."""
+
+    def __init__(self, config: JudgeConfig = JudgeConfig()):
+        self.config = config
+        self.rule = RuleJudge(config.rule)
+        self.llm = LLMJudge(config.llm) if config.kind == "llm" else None
+        self.counts: Counter[str] = Counter()
+
+    async def judge(self, prediction: str | None, answers: Sequence[str], question: str = "") -> Verdict:
+        answers = [answers] if isinstance(answers, str) else [str(a) for a in answers]
+        if prediction is None:
+            verdict = self.rule.judge(None, answers)
+        elif self.llm is None:
+            verdict = self.rule.judge(prediction, answers)
+        else:
+            try:
+                ok = await self.llm.judge(question, prediction, answers)
+                verdict = Verdict(correct=ok, answered=True, source="llm", reason="llm")
+            except JudgeFailure as e:
+                rule = self.rule.judge(prediction, answers)
+                verdict = Verdict(correct=rule.correct, answered=True, source="rule_fallback", reason=str(e)[:200])
+        self.counts[f"judge/{verdict.source}"] += 1
+        return verdict
+
+    def metrics(self) -> dict[str, float]:
+        total = sum(self.counts.values())
+        out = {k: float(v) for k, v in self.counts.items()}
+        out["judge/fallback_rate"] = self.counts["judge/rule_fallback"] / total if total else 0.0
+        return out
+
+    async def aclose(self) -> None:
+        if self.llm is not None:
+            await self.llm.aclose()

@@ -1,0 +1,37 @@
+"""Answer normalization shared by the rule judge: unicode, case, punctuation, articles, whitespace,
+and number parsing (commas, units, percent)."""
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+# Unicode punctuation (category P*) and symbols (S*) become spaces; ASCII punctuation too.
+_PUNCT_TABLE = {ord(c): " " for c in string.punctuation}
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+
+
+def normalize_answer(text: str) -> str:
+    """NFKC, casefold, drop accents, punctuation and articles, collapse whitespace."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text).translate(_PUNCT_TABLE)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def tokens(text: str) -> list[str]:
+    return normalize_answer(text).split()
+
+
+def parse_numbers(text: str) -> list[float]:
+    """Every number in `text`: `1,234.5 km` -> [1234.5]; `12%` -> [12.0] (units are ignored)."""
+    text = unicodedata.normalize("NFKC", text).replace("\u2212", "-")
+    out = []
+    for m in _NUMBER.finditer(text):
+        try:
+            out.append(float(m.group(0).replace(",", "")))
+        except ValueError:  # pragma: no cover - the regex only matches parseable numbers
+            continue
+    return out

@@ -1,0 +1,195 @@
+"""Checks shared by both stages: unset values, importable `_target_`s, model folders, parquet files and their
+columns (schema only, no rows read), API keys of web search backends."""
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from hyperseyes_verl.recipes.report import Report
+
+# Sections verl never reads when their feature is off; an unset (???) value there is not a problem.
+_DORMANT_WHEN = {
+    "reward.reward_model.": ("reward.reward_model.enable", False),
+    "distillation.": ("distillation.enabled", False),
+}
+
+
+def check_missing_values(cfg: DictConfig, report: Report, hints: dict[str, str]) -> None:
+    """Unset values: `???` left in verl's defaults, and null in a key the recipe lists in
+    `hyperseyes.recipe.required` (a recipe cannot use ??? to force a value: hydra keeps the default under it)."""
+    for key in OmegaConf.select(cfg, "hyperseyes.recipe.required", default=None) or []:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None or value == "" or OmegaConf.is_missing(cfg, key):
+            hint = hints.get(key, f"pass {key}=<value> on the command line")
+            report.fail("unset", f"{key} is required but unset: {hint}")
+    for key in sorted(OmegaConf.missing_keys(cfg)):
+        dormant = any(key.startswith(prefix) and OmegaConf.select(cfg, flag) is off
+                      for prefix, (flag, off) in _DORMANT_WHEN.items())
+        if dormant or key.startswith("critic."):
+            continue
+        hint = hints.get(key, f"pass {key}=<value> on the command line")
+        report.fail("unset", f"{key} is required but unset (???): {hint}")
+
+
+def iter_targets(node, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, target string) for every literal `_target_` in the config tree."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child_path = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                value = node._get_node(key)._value()
+                if isinstance(value, str) and "${" not in value:
+                    yield child_path, value
+                continue
+            yield from iter_targets(node._get_node(key), child_path)
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node._content or []):
+            yield from iter_targets(item, f"{path}[{i}]")
+
+
+def import_object(fqn: str):
+    """Import `pkg.module.Name` (classes nested in modules too)."""
+    module_name, _, attr = fqn.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{fqn!r} is not a dotted path to an object")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError):
+        parent = import_object(module_name)  # e.g. pkg.module.Class.Inner
+        return getattr(parent, attr)
+
+
+def check_targets(cfg: DictConfig, report: Report) -> None:
+    seen: dict[str, str] = {}
+    for key, target in iter_targets(cfg):
+        if target in seen:
+            continue
+        seen[target] = key
+        try:
+            import_object(target)
+        except Exception as exc:
+            report.fail("import", f"{key} = {target!r} cannot be imported ({type(exc).__name__}: {exc}); "
+                                  "fix the class path or install the package that provides it")
+
+
+def check_fqn(value: str, key: str, report: Report, what: str):
+    try:
+        return import_object(value)
+    except Exception as exc:
+        report.fail("import", f"{key} = {value!r} ({what}) cannot be imported ({type(exc).__name__}: {exc})")
+        return None
+
+
+def check_model_dir(path, key: str, report: Report, allow_missing: bool) -> bool:
+    """True when `path` is a local HF checkpoint folder (config.json present)."""
+    if path in (None, "", "???"):
+        return False
+    folder = Path(os.path.expanduser(str(path)))
+    if (folder / "config.json").is_file():
+        return True
+    if allow_missing:
+        report.note(f"{key} = {path!r} not checked (--allow-missing-models)")
+        return False
+    why = "does not exist" if not folder.exists() else "has no config.json"
+    report.fail("model", f"{key} = {str(path)!r} {why}: point it at a local Hugging Face checkpoint folder "
+                         "(download it first), or pass --allow-missing-models to skip this check")
+    return False
+
+
+def as_file_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, ListConfig)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def check_parquet(files: Iterable[str], key: str, report: Report, required: dict[str, tuple[str, ...]]) -> list[str]:
+    """Every file exists and has the required columns; `required` maps a column to required struct sub-fields.
+    Returns the files that passed."""
+    import pyarrow.parquet as pq
+
+    good = []
+    files = list(files)
+    if not files:
+        report.fail("data", f"{key} is empty: pass {key}=<parquet file(s)> written by `hyperseyes to-parquet`")
+    for name in files:
+        path = os.path.expanduser(name)
+        matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
+        if not matches or not all(os.path.isfile(m) for m in matches):
+            report.fail("data", f"{key}: file {name!r} does not exist; create it with `hyperseyes to-parquet` "
+                                "or fix the path (DATA_DIR)")
+            continue
+        for match in matches:
+            try:
+                schema = pq.read_schema(match)
+            except Exception as exc:
+                report.fail("data", f"{key}: {match!r} is not a readable parquet file ({exc})")
+                continue
+            missing = [c for c in required if c not in schema.names]
+            if missing:
+                report.fail("data", f"{key}: {match!r} lacks column(s) {missing} (has {schema.names}); "
+                                    "regenerate it with `hyperseyes to-parquet`")
+                continue
+            for column, fields in required.items():
+                kind = schema.field(column).type
+                names = [kind.field(i).name for i in range(kind.num_fields)] if hasattr(kind, "num_fields") else []
+                absent = [f for f in fields if f not in names]
+                if fields and absent:
+                    report.fail("data", f"{key}: {match!r} column {column!r} lacks field(s) {absent} "
+                                        f"(has {names}); see docs/CONTRACTS.md §5")
+                    break
+            else:
+                good.append(match)
+    return good
+
+
+def read_column(files: list[str], column: str) -> list:
+    import pyarrow.parquet as pq
+
+    values = []
+    for f in files:
+        values += pq.read_table(f, columns=[column]).column(column).to_pylist()
+    return values
+
+
+_WEB_BACKENDS = {"serper": "SERPER_API_KEY"}
+
+
+def _backend_sections(node, path: str = "") -> Iterator[tuple[str, dict]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str) and node["type"] in {*_WEB_BACKENDS, "embedded", "search_r1", "memory", "composite"}:
+            yield path, node
+        for k, v in node.items():
+            yield from _backend_sections(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _backend_sections(v, f"{path}[{i}]")
+
+
+def check_backend_keys(sections: dict, report: Report, environ=os.environ) -> None:
+    """Web search backends read their key from an environment variable: it must be set where training runs.
+    `sections` maps a name (config key or file) to a plain container searched for backend configs
+    (`{"type": "serper", "api_key_env": ...}`); every `*_env` field of a web backend must name a set variable."""
+    for origin, tree in sections.items():
+        for path, backend in _backend_sections(tree):
+            kind = backend["type"]
+            if kind == "embedded" and backend.get("index_dir") and not os.path.isdir(os.path.expanduser(str(backend["index_dir"]))):
+                report.fail("search", f"{origin}:{path} embedded index_dir {backend['index_dir']!r} does not exist: "
+                                      "build it with `hyperseyes index build` or fix INDEX_DIR")
+            if kind not in _WEB_BACKENDS:
+                continue
+            env_fields = {k: v for k, v in backend.items() if k.endswith("_env") and isinstance(v, str)}
+            env_fields.setdefault("api_key_env", _WEB_BACKENDS[kind])
+            for field_name, var in env_fields.items():
+                if not environ.get(var):
+                    where = f"{origin}:{path}" if path else origin
+                    report.fail("search", f"{where} uses the {kind!r} web backend but environment variable "
+                                          f"{var} ({field_name}) is not set: export {var}=<key> before training "
+                                          "(keys are read from the environment only)")

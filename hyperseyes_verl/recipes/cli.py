@@ -1,0 +1,45 @@
+"""`hyperseyes recipe …`: `validate` composes a stage's full verl config and checks it (the `--dry-run` of the
+recipe scripts); `merge-lora` folds the stage-1 adapter into the base weights for stage 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="recipe_command", required=True)
+    v = sub.add_parser("validate", help="compose and check a stage config without training")
+    v.add_argument("--stage", required=True, choices=["sft", "rl"], help="sft = stage 1, rl = stage 2")
+    v.add_argument("--config", required=True, help="recipe YAML, e.g. recipes/stage2_rl_30b.yaml")
+    v.add_argument("--allow-missing-models", action="store_true",
+                   help="do not require config.json in model paths (e.g. stage-1 output during a dry run)")
+    v.add_argument("--total-gpus", type=int, default=None, help="GPUs available; checks the pools fit")
+    v.add_argument("--check-rows", type=int, default=2, help="SFT: rows to tokenize with the dataset class")
+    v.add_argument("overrides", nargs="*", help="hydra overrides (key=value), as passed to the trainer")
+    m = sub.add_parser("merge-lora", help="merge a LoRA adapter into its base model (stage 1 → stage 2)")
+    m.add_argument("--model", required=True, help="base HF checkpoint folder")
+    m.add_argument("--adapter", required=True, help="peft adapter folder (adapter_config.json)")
+    m.add_argument("--out", required=True, help="output folder for the merged checkpoint")
+    m.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.recipe_command == "merge-lora":
+        from hyperseyes_verl.recipes.merge_lora import merge_lora
+
+        try:
+            out = merge_lora(args.model, args.adapter, args.out, args.dtype)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"merged checkpoint written to {out}")
+        return 0
+    from hyperseyes_verl.recipes.validate import ValidateOptions, validate_recipe
+
+    report = validate_recipe(ValidateOptions(
+        stage=args.stage, config=args.config, overrides=tuple(args.overrides),
+        allow_missing_models=args.allow_missing_models, total_gpus=args.total_gpus, check_rows=args.check_rows))
+    print(report.render())
+    return 0 if report.ok else 1

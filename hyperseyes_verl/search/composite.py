@@ -1,0 +1,31 @@
+"""Text from one backend, reverse image search from another (e.g. web text + the embedded image index)."""
+from __future__ import annotations
+
+from PIL import Image
+
+from hyperseyes_verl.search.base import Hit, SearchBackend
+
+
+class CompositeBackend:
+    def __init__(self, text: SearchBackend, image: SearchBackend):
+        self.text, self.image = text, image
+        self.name = f"{text.name}+{image.name}"
+
+    async def text_search(self, query: str, k: int) -> list[Hit]:
+        return await self.text.text_search(query, k)
+
+    async def image_search(self, image: Image.Image, k: int) -> list[Hit]:
+        return await self.image.image_search(image, k)
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for b in (self.text, self.image):
+            fn = getattr(b, "metrics", None)
+            if callable(fn):
+                out.update(fn())
+        return out
+
+    async def aclose(self) -> None:
+        await self.text.aclose()
+        if self.image is not self.text:
+            await self.image.aclose()

@@ -1,0 +1,205 @@
+"""One frozen pydantic config per search backend, the `BackendConfig` union (field `type`) and
+`build_backend(cfg)`. Keys are never stored here: a config names the environment variable to read.
+
+    build_backend({"type": "embedded", "index_dir": "idx", "cache": {"path": "cache.sqlite"}})
+    build_backend({"type": "composite", "text": {"type": "search_r1", "url": "http://127.0.0.1:8000"},
+                   "image": {"type": "embedded", "index_dir": "idx"}})
+"""
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from hyperseyes_verl.search.base import SearchBackend
+
+
+class SearchConfigError(ValueError):
+    """A backend cannot be built from this configuration (missing key, missing index, unknown type)."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CacheConfig(_Frozen):
+    """Persistent SQLite cache in front of a backend (safe to share between processes)."""
+
+    path: str = Field(description="SQLite file; created with its folder if missing. Share it between workers.")
+    ttl_s: float | None = Field(None, gt=0, description="entries older than this are misses; None = keep forever")
+    namespace: str = Field("", description="extra key prefix, e.g. the index version, so stale answers are not reused")
+    busy_timeout_s: float = Field(30.0, gt=0, description="how long a writer waits for another process's lock")
+    cache_empty: bool = Field(True, description="also cache searches that found nothing (they are answers too)")
+
+
+class HttpConfig(_Frozen):
+    """Retries, timeouts and limits of the shared async HTTP client."""
+
+    timeout_s: float = Field(10.0, gt=0, description="per HTTP attempt (connect + read)")
+    total_timeout_s: float = Field(30.0, gt=0, description="per search, all retries included; never exceeded")
+    max_retries: int = Field(3, ge=0, description="extra attempts on timeouts, 5xx, 429 and refused connections")
+    backoff_initial_s: float = Field(0.5, ge=0, description="first retry delay; doubles per retry, with jitter")
+    backoff_max_s: float = Field(8.0, ge=0, description="cap of one retry delay (also caps a server's Retry-After)")
+    max_concurrency: int = Field(64, ge=1, description="in-flight requests per limit group in one event loop")
+    rate_per_s: float | None = Field(None, gt=0, description="token-bucket rate per limit group and process; None = unlimited")
+    burst: int = Field(8, ge=1, description="token-bucket capacity")
+    limit_group: str = Field("", description="backends with the same group share limits; default: the backend name")
+    max_connections: int = Field(100, ge=1, description="connection-pool size")
+
+
+class ImageUploadConfig(_Frozen):
+    """How an image becomes the URL that Serper's /lens needs.
+
+    Serper's Lens endpoint takes only `{"url": ...}` of a publicly reachable image. `data_url` sends the
+    image inline as `data:image/jpeg;base64,...` (accepted by compatible proxies and our test server; the
+    public Serper API may reject it). `endpoint` POSTs the JPEG as multipart field `field` to `endpoint_url`
+    (your own uploader: S3 presign proxy, an image host) and reads the public URL from JSON key `url_key`.
+    """
+
+    mode: Literal["data_url", "endpoint"] = Field("data_url", description="data_url | endpoint")
+    endpoint_url: str | None = Field(None, description="upload endpoint for mode=endpoint")
+    field: str = Field("file", description="multipart field name of the upload")
+    url_key: str = Field("url", description="JSON key of the public URL in the upload response")
+    max_side: int = Field(1024, ge=16, description="images are downscaled to this long side before upload")
+    jpeg_quality: int = Field(90, ge=30, le=100)
+
+
+class EmbeddedConfig(_Frozen):
+    """The offline default: BM25 text + fingerprint image search over an index built by `hyperseyes index build`."""
+
+    type: Literal["embedded"] = "embedded"
+    index_dir: str = Field(description="folder written by `hyperseyes index build`")
+    name: str = Field("embedded", description="backend name in metrics and cache keys")
+    min_score: float = Field(0.6, ge=0, le=1, description="text hits below this relevance are dropped (official 0.6)")
+    image_min_score: float = Field(0.7, ge=0, le=1,
+                                   description="image hits below this cosine are dropped (unrelated images score ~0.5-0.65)")
+    snippet_chars: int = Field(600, ge=20, description="snippet = the document text cut to this length")
+    threads: int = Field(4, ge=1, description="worker threads for index lookups (keeps the event loop free)")
+    mmap: bool = Field(False, description="memory-map the index arrays (many processes on one host)")
+    cache: CacheConfig | None = None
+
+
+class SerperConfig(_Frozen):
+    """Serper-style web search: POST {base_url}/search and /lens with header X-API-KEY."""
+
+    type: Literal["serper"] = "serper"
+    name: str = "serper"
+    base_url: str = Field("https://google.serper.dev", description="API root; a compatible proxy works too")
+    api_key_env: str = Field("SERPER_API_KEY", description="environment variable holding the API key (never logged)")
+    gl: str | None = Field(None, description="country code passed through to the API")
+    hl: str | None = Field(None, description="language code passed through to the API")
+    image_upload: ImageUploadConfig = ImageUploadConfig()
+    http: HttpConfig = HttpConfig()
+    cache: CacheConfig | None = None
+
+
+class SearchR1Config(_Frozen):
+    """Client of a Search-R1 retrieval server (or `hyperseyes serve-search`): POST {url}/retrieve."""
+
+    type: Literal["search_r1"] = "search_r1"
+    name: str = "search_r1"
+    url: str = Field("http://127.0.0.1:8000", description="server root")
+    min_score: float | None = Field(None, ge=0, le=1, description="drop hits below this score (only scores in [0,1] are kept)")
+    image_path: str | None = Field(None, description="image endpoint of `hyperseyes serve-search` ('/image_retrieve'); "
+                                                     "None = this server has no image search")
+    image_max_side: int = Field(256, ge=32, description="crops are downscaled to this before sending (the fingerprint uses 64 px)")
+    batch_window_ms: float = Field(0.0, ge=0, description="gather text queries arriving within this window into one request; 0 = off")
+    batch_max: int = Field(32, ge=1, description="most queries per batched request")
+    http: HttpConfig = HttpConfig()
+    cache: CacheConfig | None = None
+
+
+class MemoryConfig(_Frozen):
+    """The in-memory test backend: lower-cased query substring -> hits."""
+
+    type: Literal["memory"] = "memory"
+    name: str = "memory"
+    text: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, description="needle -> list of Hit dicts")
+    latency_s: float = Field(0.0, ge=0)
+    cache: CacheConfig | None = None
+
+
+class CompositeConfig(_Frozen):
+    """Text from one backend, images from another (e.g. text: search_r1, image: embedded)."""
+
+    type: Literal["composite"] = "composite"
+    text: "BackendConfig"
+    image: "BackendConfig"
+    cache: CacheConfig | None = None
+
+
+BackendConfig = Annotated[
+    Union[EmbeddedConfig, SerperConfig, SearchR1Config, MemoryConfig, CompositeConfig], Field(discriminator="type")
+]
+CompositeConfig.model_rebuild()
+BACKEND_TYPES = ("embedded", "serper", "search_r1", "memory", "composite")
+_ADAPTER: TypeAdapter = TypeAdapter(BackendConfig)
+
+
+def parse_backend_config(cfg: Any) -> Any:
+    """A `BackendConfig` from a config object or a plain dict (e.g. from YAML), with a readable error."""
+    if isinstance(cfg, BaseModel):
+        return cfg
+    if not isinstance(cfg, dict):
+        raise SearchConfigError(f"a search backend config must be a dict or a config object, got {type(cfg).__name__}")
+    kind = cfg.get("type")
+    if kind not in BACKEND_TYPES:
+        raise SearchConfigError(f"unknown search backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}")
+    for part in ("text", "image"):
+        if kind == "composite" and isinstance(cfg.get(part), dict):
+            parse_backend_config(cfg[part])  # nested unknown types get the same clear message
+    try:
+        return _ADAPTER.validate_python(cfg)
+    except ValidationError as e:
+        raise SearchConfigError(f"invalid {kind!r} search backend config: {e}") from None
+
+
+def _api_key(cfg: SerperConfig) -> str:
+    key = os.environ.get(cfg.api_key_env, "").strip()
+    if not key:
+        raise SearchConfigError(f"backend {cfg.name!r} needs an API key in the environment variable {cfg.api_key_env!r}, "
+                                "which is not set; export it, or use the offline 'embedded' backend")
+    return key
+
+
+def _build_uncached(cfg: Any) -> SearchBackend:
+    if isinstance(cfg, EmbeddedConfig):
+        from hyperseyes_verl.search.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(cfg)
+    if isinstance(cfg, SerperConfig):
+        from hyperseyes_verl.search.serper import SerperBackend
+
+        return SerperBackend(cfg, api_key=_api_key(cfg))
+    if isinstance(cfg, SearchR1Config):
+        from hyperseyes_verl.search.search_r1 import SearchR1Backend
+
+        return SearchR1Backend(cfg)
+    if isinstance(cfg, MemoryConfig):
+        from hyperseyes_verl.search.base import Hit, InMemoryBackend
+
+        return InMemoryBackend(text={k: [Hit.from_dict(h) for h in v] for k, v in cfg.text.items()},
+                               latency_s=cfg.latency_s, name=cfg.name)
+    if isinstance(cfg, CompositeConfig):
+        from hyperseyes_verl.search.composite import CompositeBackend
+
+        return CompositeBackend(text=build_backend(cfg.text), image=build_backend(cfg.image))
+    raise SearchConfigError(f"unknown search backend config {type(cfg).__name__}; valid types: {', '.join(BACKEND_TYPES)}")
+
+
+def build_backend(cfg: Any) -> SearchBackend:
+    """The backend described by `cfg` (a `BackendConfig` or its dict), wrapped in its cache if configured."""
+    cfg = parse_backend_config(cfg)
+    backend = _build_uncached(cfg)
+    if cfg.cache is not None:
+        from hyperseyes_verl.search.cache import CachedBackend
+
+        return CachedBackend(backend, cfg.cache)
+    return backend
+
+
+def backend_metrics(backend: Any) -> dict[str, float]:
+    """Flat `search/...` counters of any backend (empty for backends without metrics)."""
+    fn = getattr(backend, "metrics", None)
+    return dict(fn()) if callable(fn) else {}

@@ -1,0 +1,115 @@
+"""BM25 text index over a JSONL corpus (bm25s), with relevance scores normalized to [0, 1].
+
+Normalization: bm25s' Lucene BM25 scores a document d for query terms T as
+    sum_{t in T} idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl)).
+A document of average length containing every query term once scores sum_t idf(t) / (1 + k1); we divide
+by that "ideal" score and clip to 1. So relevance is the idf-weighted share of the query the document
+covers: 1.0 = all terms (rare terms weigh more), 0.6 = terms carrying 60% of the query's idf mass.
+Query terms unknown to the corpus count with the largest idf (df = 0): a query about something the
+corpus never mentions cannot look relevant.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import bm25s
+import numpy as np
+
+_DOCS_FILE = "docs.json"
+
+
+def tokenize(texts: list[str], show_progress: bool = False) -> list[list[str]]:
+    """Lower-cased word tokens without English stopwords (no stemming: stays dependency-free)."""
+    return bm25s.tokenize(texts, return_ids=False, stopwords="en", show_progress=show_progress)
+
+
+@dataclass(frozen=True)
+class TextDoc:
+    id: str
+    title: str
+    text: str
+    url: str
+    image: str | None = None
+
+
+def read_corpus(path: str | Path) -> Iterable[TextDoc]:
+    """Documents of a JSONL corpus (CONTRACTS §6); a malformed line names its number and what is wrong."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON object ({e}); each line must be one document") from None
+            if not isinstance(d, dict) or not isinstance(d.get("text"), str) or not isinstance(d.get("title", ""), str):
+                raise ValueError(f"{path}:{n}: a document needs string fields 'title' and 'text', got {str(d)[:120]!r}")
+            yield TextDoc(id=str(d.get("id", n)), title=d.get("title", ""), text=d["text"], url=str(d.get("url", "")),
+                          image=d.get("image"))
+
+
+class TextIndex:
+    """An in-memory BM25 index; `search` is thread-safe (read-only numpy work)."""
+
+    def __init__(self, retriever: bm25s.BM25, docs: list[TextDoc]):
+        self.retriever = retriever
+        self.docs = docs
+        self.k1 = float(retriever.k1)
+        indptr = retriever.scores["indptr"]
+        df = np.diff(indptr).astype(np.float64)  # documents containing each vocabulary token
+        n = len(docs)
+        self._idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        self._idf_unknown = math.log1p((n + 0.5) / 0.5)
+
+    @classmethod
+    def build(cls, docs: list[TextDoc], k1: float = 1.5, b: float = 0.75, show_progress: bool = False) -> "TextIndex":
+        if not docs:
+            raise ValueError("the corpus has no documents; give a JSONL file with at least one {title, text} line")
+        tokens = tokenize([f"{d.title}\n{d.text}" for d in docs], show_progress=show_progress)
+        if not any(tokens):
+            tokens[0] = ["__empty__"]  # bm25s needs a vocabulary; a corpus of stopwords still loads
+        retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+        retriever.index(tokens, show_progress=show_progress)
+        return cls(retriever, docs)
+
+    def save(self, out_dir: str | Path) -> None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.retriever.save(str(out), show_progress=False)
+        rows = [[d.id, d.title, d.text, d.url, d.image] for d in self.docs]
+        tmp = out / (_DOCS_FILE + ".tmp")
+        tmp.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, out / _DOCS_FILE)
+
+    @classmethod
+    def load(cls, index_dir: str | Path, mmap: bool = False) -> "TextIndex":
+        d = Path(index_dir)
+        retriever = bm25s.BM25.load(str(d), mmap=mmap, show_progress=False, verbosity=0)
+        rows = json.loads((d / _DOCS_FILE).read_text(encoding="utf-8"))
+        return cls(retriever, [TextDoc(*r) for r in rows])
+
+    def search(self, query: str, k: int, min_score: float = 0.0) -> list[tuple[TextDoc, float]]:
+        """Up to `k` (document, relevance in [0,1]) pairs with relevance >= `min_score`, best first."""
+        terms = list(dict.fromkeys(tokenize([query])[0]))  # unique, in order
+        if not terms or k <= 0:
+            return []
+        vocab = self.retriever.vocab_dict
+        ids = [vocab[t] for t in terms if t in vocab]
+        if not ids:
+            return []
+        ideal = (float(self._idf[ids].sum()) + self._idf_unknown * (len(terms) - len(ids))) / (1.0 + self.k1)
+        scores = self.retriever.get_scores_from_ids(ids)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        out = []
+        for i in top:
+            rel = min(1.0, float(scores[i]) / ideal) if ideal > 0 else 0.0
+            if scores[i] > 0 and rel >= min_score:
+                out.append((self.docs[int(i)], rel))
+        return out

@@ -1,0 +1,138 @@
+"""Client of a Search-R1 retrieval server (and of `hyperseyes serve-search`, which speaks the same protocol).
+
+POST {url}/retrieve  {"queries": [q, ...], "topk": k, "return_scores": true}
+  -> {"result": [[{"document": {"contents": "\"Title\"\ntext..."}, "score": s}, ...], ...]}  (one list per query)
+The first line of `contents` is the quoted title, as Search-R1's server writes it. Scores keep their value
+only when they lie in [0, 1] (the scale of Search-R1's dense retrievers and of our server); other scales
+(raw BM25) are not relevances, so they are dropped rather than shown as one.
+
+With `batch_window_ms > 0`, text queries arriving within the window share one request (Search-R1 servers
+batch on the GPU). `image_path` enables the image extension of `hyperseyes serve-search`:
+POST {url}{image_path} {"images": [base64 JPEG], "topk": k} -> {"result": [[{title, text, url, score}]]}.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+from PIL import Image
+
+from hyperseyes_verl.search.base import FailureKind, Hit, SearchFailure
+from hyperseyes_verl.search.config import SearchR1Config
+from hyperseyes_verl.search.http_client import HttpSearchClient
+from hyperseyes_verl.search.serper import jpeg_bytes
+
+
+def parse_contents(contents: str) -> tuple[str, str]:
+    """("Title", "text") from Search-R1's `"Title"\\ntext`; a contents without a title line is all text."""
+    first, _, rest = contents.partition("\n")
+    first = first.strip()
+    if len(first) >= 2 and first[0] == first[-1] == '"':
+        return first[1:-1], rest.strip()
+    return "", contents.strip()
+
+
+def _score(value: Any) -> float | None:
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        return None
+    return s if 0.0 <= s <= 1.0 else None
+
+
+def _hit(item: Any) -> Hit:
+    if not isinstance(item, dict):
+        raise ValueError(f"a result is {type(item).__name__}, expected an object")
+    doc = item.get("document", item)
+    if not isinstance(doc, dict):
+        raise ValueError("'document' is not an object")
+    if isinstance(doc.get("contents"), str):
+        title, text = parse_contents(doc["contents"])
+    else:
+        title, text = str(doc.get("title", "")), str(doc.get("text", ""))
+    return Hit(title=title or str(doc.get("title", "")), snippet=text, url=str(doc.get("url", "")),
+               score=_score(item.get("score")), image_url=doc.get("image"))
+
+
+class SearchR1Backend:
+    def __init__(self, cfg: SearchR1Config):
+        self.cfg, self.name = cfg, cfg.name
+        self.client = HttpSearchClient(cfg.name, cfg.url, cfg.http)
+        self._pending: list[tuple[str, int, asyncio.Future]] = []
+        self._flush_task: asyncio.Task | None = None
+
+    def _rows(self, answer: Any, n: int) -> list[list[Hit]]:
+        try:
+            rows = answer["result"]
+            if not isinstance(rows, list) or len(rows) != n:
+                raise ValueError(f"'result' must be a list of {n} lists")
+            return [[_hit(i) for i in row] for row in rows]
+        except (KeyError, TypeError, ValueError) as e:
+            self.client.count_failure(FailureKind.BAD_PAYLOAD)
+            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{self.cfg.url}/retrieve answered an unexpected shape "
+                                                         f"({e}): {str(answer)[:200]!r}") from None
+
+    def _keep(self, hits: list[Hit], k: int) -> list[Hit]:
+        if self.cfg.min_score is not None:
+            hits = [h for h in hits if h.score is not None and h.score >= self.cfg.min_score]
+        return hits[:k]
+
+    async def retrieve(self, queries: list[str], k: int) -> list[list[Hit]]:
+        """One request for several queries (the server's batch endpoint)."""
+        answer = await self.client.post("/retrieve", {"queries": queries, "topk": k, "return_scores": True})
+        return [self._keep(row, k) for row in self._rows(answer, len(queries))]
+
+    async def text_search(self, query: str, k: int) -> list[Hit]:
+        if self.cfg.batch_window_ms <= 0:
+            return (await self.retrieve([query], k))[0]
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((query, k, fut))
+        if len(self._pending) >= self.cfg.batch_max:
+            self._flush()
+        elif self._flush_task is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_later())
+        return await fut
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.cfg.batch_window_ms / 1000)
+        self._flush_task = None
+        self._flush()
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if self._flush_task is not None and batch:
+            self._flush_task.cancel()
+            self._flush_task = None
+        by_k: dict[int, list[tuple[str, asyncio.Future]]] = {}
+        for q, k, fut in batch:
+            by_k.setdefault(k, []).append((q, fut))
+        for k, items in by_k.items():
+            asyncio.get_running_loop().create_task(self._send(k, items))
+
+    async def _send(self, k: int, items: list[tuple[str, asyncio.Future]]) -> None:
+        try:
+            rows = await self.retrieve([q for q, _ in items], k)
+        except Exception as e:  # noqa: BLE001 - every waiter gets the same failure
+            err = e if isinstance(e, SearchFailure) else SearchFailure(FailureKind.INTERNAL, f"{type(e).__name__}: {e}")
+            for _, fut in items:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        for (_, fut), row in zip(items, rows):
+            if not fut.done():
+                fut.set_result(row)
+
+    async def image_search(self, image: Image.Image, k: int) -> list[Hit]:
+        if not self.cfg.image_path:
+            raise SearchFailure(FailureKind.CONFIG, f"backend {self.name!r} has no image search: set image_path="
+                                "'/image_retrieve' when the server is `hyperseyes serve-search`, or use a composite backend")
+        data = base64.b64encode(jpeg_bytes(image, self.cfg.image_max_side, 92)).decode("ascii")
+        answer = await self.client.post(self.cfg.image_path, {"images": [data], "topk": k})
+        return self._keep(self._rows(answer, 1)[0], k)
+
+    def metrics(self) -> dict[str, float]:
+        return self.client.metrics()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

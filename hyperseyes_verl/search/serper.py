@@ -1,0 +1,105 @@
+"""Serper-style web search (google.serper.dev or a compatible proxy).
+
+Text:  POST {base_url}/search  {"q": query, "num": k}  ->  {"organic": [{title, snippet, link}, ...]}
+Image: POST {base_url}/lens    {"url": image_url}     ->  {"visualMatches": [{title, link, source, imageUrl}]}
+                                                          (older answers: "organic")
+The key goes in the `X-API-KEY` header, read from the environment by `build_backend`, never logged.
+Lens needs the image as a URL: see `ImageUploadConfig` for what is sent.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from PIL import Image
+
+from hyperseyes_verl.search.base import FailureKind, Hit, SearchFailure
+from hyperseyes_verl.search.config import HttpConfig, ImageUploadConfig, SerperConfig
+from hyperseyes_verl.search.http_client import HttpSearchClient
+
+
+def jpeg_bytes(image: Image.Image, max_side: int, quality: int) -> bytes:
+    img = image.convert("RGB")
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+class ImageUploader:
+    """Turns an image into the URL the Lens endpoint fetches (inline data URL, or an upload endpoint)."""
+
+    def __init__(self, cfg: ImageUploadConfig, client: HttpSearchClient):
+        if cfg.mode == "endpoint" and not cfg.endpoint_url:
+            raise ValueError("image_upload.mode='endpoint' needs image_upload.endpoint_url (where to POST the image)")
+        self.cfg, self.client = cfg, client
+
+    async def to_url(self, image: Image.Image) -> str:
+        data = jpeg_bytes(image, self.cfg.max_side, self.cfg.jpeg_quality)
+        if self.cfg.mode == "data_url":
+            return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+        answer = await self.client.post(self.cfg.endpoint_url, files={self.cfg.field: ("image.jpg", data, "image/jpeg")})
+        url = answer.get(self.cfg.url_key) if isinstance(answer, dict) else None
+        if not isinstance(url, str) or not url:
+            self.client.count_failure(FailureKind.BAD_PAYLOAD)
+            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"image upload answer has no string {self.cfg.url_key!r}: "
+                                                         f"{str(answer)[:200]!r}")
+        return url
+
+
+def _items(answer: Any, keys: tuple[str, ...], endpoint: str) -> list[dict]:
+    if not isinstance(answer, dict):
+        raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{endpoint} answered {type(answer).__name__}, expected an object")
+    for key in keys:
+        if key in answer:
+            items = answer[key]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{endpoint}: {key!r} is not a list of objects")
+            return items
+    if "message" in answer or "error" in answer:  # an error body with status 200
+        raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{endpoint}: {str(answer.get('message') or answer.get('error'))[:200]}")
+    return []  # no results
+
+
+class SerperBackend:
+    def __init__(self, cfg: SerperConfig, api_key: str):
+        self.cfg, self.name = cfg, cfg.name
+        self.client = HttpSearchClient(cfg.name, cfg.base_url, cfg.http,
+                                       headers={"X-API-KEY": api_key, "Content-Type": "application/json"})
+        upload_http = HttpConfig(**{**cfg.http.model_dump(), "limit_group": f"{cfg.name}-upload"})
+        self._upload_client = HttpSearchClient(f"{cfg.name}_upload", cfg.base_url, upload_http)  # no key to third parties
+        self.uploader = ImageUploader(cfg.image_upload, self._upload_client)
+
+    def _extra(self) -> dict:
+        return {k: v for k, v in (("gl", self.cfg.gl), ("hl", self.cfg.hl)) if v}
+
+    async def text_search(self, query: str, k: int) -> list[Hit]:
+        answer = await self.client.post("/search", {"q": query, "num": k, **self._extra()})
+        try:
+            items = _items(answer, ("organic",), "serper /search")
+        except SearchFailure:
+            self.client.count_failure(FailureKind.BAD_PAYLOAD)
+            raise
+        return [Hit(title=str(i.get("title", "")), snippet=str(i.get("snippet", "")), url=str(i.get("link", "")))
+                for i in items[:k]]
+
+    async def image_search(self, image: Image.Image, k: int) -> list[Hit]:
+        url = await self.uploader.to_url(image)
+        answer = await self.client.post("/lens", {"url": url, **self._extra()})
+        try:
+            items = _items(answer, ("visualMatches", "organic"), "serper /lens")
+        except SearchFailure:
+            self.client.count_failure(FailureKind.BAD_PAYLOAD)
+            raise
+        return [Hit(title=str(i.get("title", "")), snippet=str(i.get("snippet") or i.get("source") or ""),
+                    url=str(i.get("link", "")), image_url=i.get("imageUrl") or i.get("thumbnailUrl"))
+                for i in items[:k]]
+
+    def metrics(self) -> dict[str, float]:
+        return {**self.client.metrics(), **self._upload_client.metrics()}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self._upload_client.aclose()

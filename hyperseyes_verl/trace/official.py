@@ -1,0 +1,114 @@
+"""TRACE as released by HyperEyes (group rule), reproduced exactly.
+
+Over the n rollouts of one prompt, with the prompt's reference `ref_tc` tool rounds and `ref_total`
+searches (-1 or None = no reference; the release's -1 arithmetic is kept on purpose):
+
+- no parsable `<answer>`           -> score -0.5, bonus 0
+- wrong                            -> bonus -0.1 if tc < ref_tc or tc > int(1.5 * ref_tc), else 0
+- correct, tc = 0                  -> bonus 0 (a guess is not rewarded extra)
+- correct, tc > 0                  -> "good" if tc <= ref_tc and total <= ref_total, else "bad";
+  in each set the distinct keys (tc, total) are ranked ascending and the bonus falls linearly from
+  `hi` (best key) to `lo` (worst key); a set with one distinct key gets `hi`.
+- score = acc + bonus, bonuses rounded to 4 decimals.
+
+With no reference (-1) every wrong rollout gets -0.1 (tc > int(-1.5) = -1) and every correct
+rollout with tools is "bad". The group is needed as a whole, so in verl this runs in the trainer's
+advantage step on the per-sample components of `reward_extra_info`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Category = Literal["no_answer", "wrong", "wrong_penalized", "correct_no_tool", "good", "bad"]
+
+
+class OfficialTraceConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    no_answer_score: float = Field(-0.5, allow_inf_nan=False, description="score without a parsable <answer>")
+    wrong_penalty: float = Field(-0.1, allow_inf_nan=False, description="bonus of a wrong rollout whose rounds "
+                                 "fall outside [ref_tc, int(1.5 * ref_tc)]")
+    wrong_upper_factor: float = Field(1.5, gt=0, allow_inf_nan=False, description="upper bound factor of that window")
+    good_range: tuple[float, float] = Field((0.05, 0.20), description="(lo, hi) bonus of correct rollouts within "
+                                            "the reference")
+    bad_range: tuple[float, float] = Field((-0.10, -0.02), description="(lo, hi) bonus of correct rollouts over it")
+    decimals: int = Field(4, ge=0, le=12, description="rounding of the bonus")
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> "OfficialTraceConfig":
+        for name in ("good_range", "bad_range"):
+            lo, hi = getattr(self, name)
+            if not (lo <= hi) or any(x != x or abs(x) == float("inf") for x in (lo, hi)):
+                raise ValueError(f"{name}={(lo, hi)} must be finite (lo, hi) with lo <= hi")
+        if self.bad_range[1] >= self.good_range[0]:
+            raise ValueError(f"bad_range {self.bad_range} must lie below good_range {self.good_range}")
+        return self
+
+
+@dataclass(frozen=True)
+class OfficialScore:
+    score: float
+    bonus: float
+    category: Category
+
+
+def _ref(value: float | int | None) -> int:
+    return -1 if value is None else int(value)
+
+
+def _linear_bonus(keys: list[tuple[int, int]], lo: float, hi: float, decimals: int) -> dict[tuple[int, int], float]:
+    distinct = sorted(set(keys))
+    if len(distinct) == 1:
+        return {distinct[0]: round(hi, decimals)}
+    step = (hi - lo) / (len(distinct) - 1)
+    return {k: round(hi - i * step, decimals) for i, k in enumerate(distinct)}
+
+
+def official_group_scores(
+    acc: Sequence[float],
+    answered: Sequence[bool | float],
+    tool_rounds: Sequence[int],
+    searches: Sequence[int],
+    ref_rounds: Sequence[float | int | None],
+    ref_searches: Sequence[float | int | None],
+    cfg: OfficialTraceConfig = OfficialTraceConfig(),
+) -> list[OfficialScore]:
+    """Scores of one group (all sequences indexed by rollout, equal length)."""
+    n = len(acc)
+    for name, seq in (("answered", answered), ("tool_rounds", tool_rounds), ("searches", searches),
+                      ("ref_rounds", ref_rounds), ("ref_searches", ref_searches)):
+        if len(seq) != n:
+            raise ValueError(f"official_group_scores: {name} has {len(seq)} entries but acc has {n}; "
+                             "pass one entry per rollout of the group")
+    category: list[Category] = []
+    bonus = [0.0] * n
+    for i in range(n):
+        tc, total, ref_tc, ref_total = int(tool_rounds[i]), int(searches[i]), _ref(ref_rounds[i]), _ref(ref_searches[i])
+        if not bool(answered[i]):
+            category.append("no_answer")
+        elif float(acc[i]) <= 0.5:
+            outside = tc < ref_tc or tc > int(cfg.wrong_upper_factor * ref_tc)
+            category.append("wrong_penalized" if outside else "wrong")
+            bonus[i] = round(cfg.wrong_penalty, cfg.decimals) if outside else 0.0
+        elif tc == 0:
+            category.append("correct_no_tool")
+        else:
+            category.append("good" if (tc <= ref_tc and total <= ref_total) else "bad")
+    for cat, (lo, hi) in (("good", cfg.good_range), ("bad", cfg.bad_range)):
+        members = [i for i in range(n) if category[i] == cat]
+        if members:
+            table = _linear_bonus([(int(tool_rounds[i]), int(searches[i])) for i in members], lo, hi, cfg.decimals)
+            for i in members:
+                bonus[i] = table[(int(tool_rounds[i]), int(searches[i]))]
+    out = []
+    for i in range(n):
+        if category[i] == "no_answer":
+            out.append(OfficialScore(cfg.no_answer_score, 0.0, "no_answer"))
+        else:
+            a = 1.0 if float(acc[i]) > 0.5 else 0.0
+            out.append(OfficialScore(round(a + bonus[i], cfg.decimals), bonus[i], category[i]))
+    return out

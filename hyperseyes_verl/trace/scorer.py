@@ -1,0 +1,155 @@
+"""Scores one finished rollout for TRACE: judge the answer, count rounds, look up / observe the prompt's
+reference, and produce `reward_score` plus the `reward_extra_info` of CONTRACTS §4. Pure of verl; the
+verl reward manager only decodes the row and calls `TraceScorer.score`."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hyperseyes_verl.judge.answer import final_answer
+from hyperseyes_verl.judge.judge import Judge
+from hyperseyes_verl.trace.config import TraceConfig
+from hyperseyes_verl.trace.counts import rollout_counts
+from hyperseyes_verl.trace.keys import is_validation, prompt_key
+from hyperseyes_verl.trace.paper import lambda_at, paper_score
+from hyperseyes_verl.trace.shared import StoreHandle, drop_local_store, get_store
+from hyperseyes_verl.trace.store import NONE, RefInfo
+
+logger = logging.getLogger(__name__)
+
+# Parser / turn-format error kinds (hyperseyes_verl.ugs.parser) that break the HDPO format reward.
+FORMAT_ERRORS = frozenset({"bad_json", "not_object", "missing_name", "bad_arguments", "empty_call", "empty_answer",
+                           "not_text", "internal", "parse", "no_action"})
+EXTRA_KEYS = ("acc", "answered", "tool_rounds", "tool_calls", "searches", "ref_rounds", "ref_searches", "trace_bonus",
+              "opd_eligible", "judge_source", "prompt_key", "hdpo_format")
+
+
+@dataclass
+class RolloutInput:
+    """What the reward needs from one trajectory (plain data)."""
+
+    response_text: str  # the decoded response, special tokens kept
+    ground_truth: Any  # str or list of accepted answers
+    data_source: str = "unknown"
+    index: Any = None  # extra_info.index (None: fall back to a prompt hash)
+    extra_info: Mapping[str, Any] = field(default_factory=dict)
+    tool_extra_fields: Mapping[str, Any] | None = None
+    num_turns: int | None = None
+    global_step: int | None = None
+    raw_prompt: Any = None
+
+
+def _int_or_none(value: Any) -> int:
+    try:
+        return NONE if value is None else int(value)
+    except (TypeError, ValueError):
+        return NONE
+
+
+def accepted_answers(ground_truth: Any, extra_info: Mapping[str, Any]) -> list[str]:
+    answers = list(ground_truth) if isinstance(ground_truth, (list, tuple)) else [ground_truth]
+    answers += list(extra_info.get("answers") or [])
+    out = [str(a) for a in answers if a is not None and str(a).strip()]
+    if not out:
+        raise ValueError("the row has no ground truth (reward_model.ground_truth and extra_info.answers are empty); "
+                         "every RL row needs at least one accepted answer")
+    return list(dict.fromkeys(out))
+
+
+class TraceScorer:
+    def __init__(self, config: TraceConfig, judge: Judge | None = None, store: StoreHandle | None = None):
+        self.config = config
+        self.judge = judge or Judge(config.judge)
+        self._store = store
+        self._own_store = store is None
+        self.counts: Counter[str] = Counter()
+        self._warned_no_step = False
+
+    @property
+    def store(self) -> StoreHandle:
+        if self._store is None:  # lazily: the Ray actor is reached from inside the reward worker
+            self._store = get_store(self.config.store)
+        return self._store
+
+    def _answer(self, x: RolloutInput) -> tuple[str | None, bool]:
+        fields = x.tool_extra_fields or {}
+        if self.config.answer_from != "response" and "answer" in fields:
+            answer = fields.get("answer")
+            answer = None if answer is None or not str(answer).strip() else str(answer)
+            return answer, answer is not None
+        if self.config.answer_from == "agent":
+            raise ValueError("hyperseyes.trace.answer_from='agent' but tool_extra_fields has no 'answer': use the "
+                             "hyperseyes agent loop or set answer_from='auto'")
+        answer = final_answer(x.response_text)
+        return answer, answer is not None
+
+    def _format_ok(self, x: RolloutInput, answered: bool) -> bool:
+        fields = x.tool_extra_fields or {}
+        errors = fields.get("tool_errors") or {}
+        bad = any(int(v) > 0 for k, v in dict(errors).items() if k in FORMAT_ERRORS)
+        return answered and not bad and not bool(fields.get("truncated", False))
+
+    async def _reference(self, key: str, validation: bool, init_r: int, init_s: int, correct: bool,
+                         rounds: int, searches: int) -> RefInfo:
+        if validation:  # never observed, never stored: validation keeps the dataset's reference
+            return RefInfo(init_r, init_s, None, -1)
+        try:
+            return await self.store.arecord(key, init_r, init_s, correct, rounds, searches)
+        except Exception as e:  # a dead store actor must not kill training; counted and logged
+            self.counts["trace/store_errors"] += 1
+            if self._own_store and self._store is not None and self._store.is_remote:  # e.g. the actor died with its owner: get (or re-create) it on the next row
+                self._store = None
+                drop_local_store(self.config.store)
+            logger.warning("TRACE reference store failed (%s: %s); using the dataset reference for %s",
+                           type(e).__name__, e, key)
+            return RefInfo(init_r, init_s, None, -1)
+
+    def _lambda(self, x: RolloutInput, info: RefInfo) -> float:
+        step = x.global_step
+        if step is None and self.config.paper.schedule == "linear_warmup" and not self._warned_no_step:
+            self._warned_no_step = True
+            logger.warning("TRACE linear λ warm-up needs the rows' global_steps (verl's V1 trainer sends them); "
+                           "this trainer does not, so the full λ=%s is used", self.config.paper.lam)
+        if step is None and self.config.paper.schedule == "linear_warmup":
+            return self.config.paper.lam
+        return lambda_at(self.config.paper, step, info.lam)
+
+    async def score(self, x: RolloutInput) -> dict[str, Any]:
+        extra_info = dict(x.extra_info or {})
+        answers = accepted_answers(x.ground_truth, extra_info)
+        answer, answered = self._answer(x)
+        verdict = await self.judge.judge(answer, answers, str(extra_info.get("question", "")))
+        correct = verdict.correct and answered
+        counts = rollout_counts(x.tool_extra_fields, x.num_turns)
+        validation = is_validation(extra_info, self.config.validation_marker, self.config.validation_values)
+        split = str(extra_info.get(self.config.validation_marker) or "") if validation else None
+        key = prompt_key(x.data_source, extra_info.get("index", x.index), split, x.raw_prompt)
+        init_r, init_s = _int_or_none(extra_info.get("ref_rounds")), _int_or_none(extra_info.get("ref_searches"))
+        info = await self._reference(key, validation, init_r, init_s, correct, counts.tool_rounds, counts.searches)
+
+        acc = 1.0 if correct else 0.0
+        if self.config.mode == "paper":
+            lam = self._lambda(x, info)
+            ps = paper_score(self.config.paper, correct, answered, counts.tool_rounds, info.rounds, lam)
+            reward, bonus = ps.score, ps.bonus
+        else:
+            reward, bonus = (acc if answered else self.config.official.no_answer_score), 0.0
+        self.counts[f"trace/{'val' if validation else 'train'}_rows"] += 1
+        extra = {
+            "acc": acc,
+            "answered": int(answered),
+            "tool_rounds": counts.tool_rounds,
+            "tool_calls": counts.tool_calls,
+            "searches": counts.searches,
+            "ref_rounds": float(info.rounds),
+            "ref_searches": float(info.searches),
+            "trace_bonus": float(bonus),
+            "opd_eligible": int(acc <= 0),
+            "judge_source": "rule" if verdict.source == "no_answer" else verdict.source,
+            "prompt_key": key,
+            "hdpo_format": int(self._format_ok(x, answered)),
+        }
+        return {"reward_score": float(reward), "reward_extra_info": extra}

@@ -1,0 +1,354 @@
+"""Per-prompt TRACE references that only ever get stricter.
+
+Keys are stable prompt keys (`data_source/index`, see `prompt_key`), never verl's per-step uid. During an
+epoch the store only *observes* (key, correct, rounds, searches); references are frozen so every rollout of
+the epoch is scored against the same bar. At the epoch boundary `end_epoch` tightens in one vectorised pass:
+
+    ref ← lexmin(ref, lexmin{(rounds, searches) of this epoch's correct rollouts with rounds ≥ 1})
+
+(rounds first, searches break ties; -1 = no reference), optionally skipping warm-up epochs and prompts with
+fewer than `min_correct` correct observations. Monotone: a reference is never loosened.
+
+Memory: one dict entry per key plus six int32 columns, so 1M prompts ≈ 150 MB and a tightening pass over
+1M references takes milliseconds (bench/bench_trace_store.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+NONE = -1  # "no reference"
+_UNSEEN = np.iinfo(np.int32).max  # candidate sentinel: no correct rollout with rounds >= 1 this epoch
+_FORMAT = 1
+_FILE_RE = re.compile(r"^step_(\d+)\.npz$")
+
+
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    warmup_epochs: int = Field(0, ge=0, description="epoch ends that do not tighten (tightening too early stalls "
+                               "learning); their observations are discarded")
+    min_correct: int = Field(1, ge=1, description="correct rollouts (rounds >= 1) a prompt needs in an epoch "
+                             "before its reference may tighten")
+    dir: str | None = Field(None, description="where snapshots go; default <trainer.default_local_dir>/hyperseyes_refs")
+    keep_last: int = Field(0, ge=0, description="snapshots kept (0 = all)")
+    use_ray: bool = Field(True, description="share one store through a named Ray actor when Ray is initialized")
+    actor_name: str = Field("hyperseyes_trace_refs", description="name of the shared Ray actor")
+    namespace: str | None = Field(None, description="Ray namespace of the actor (None = the job's)")
+    detached: bool = Field(False, description="detached actor: outlives the driver (resume across jobs)")
+
+
+@dataclass(frozen=True)
+class RefInfo:
+    """A prompt's reference as seen by a reward worker, plus the shared λ state."""
+
+    rounds: int  # -1 = none
+    searches: int  # -1 = none
+    lam: float | None  # adaptive λ (None until set)
+    epoch: int  # epoch ends seen so far
+
+
+def _lex_less(r1: int, s1: int, r2: int, s2: int) -> bool:
+    """(r1, s1) < (r2, s2) with -1 meaning +inf."""
+    big = _UNSEEN
+    r1, s1 = (big if r1 < 0 else r1), (big if s1 < 0 else s1)
+    r2, s2 = (big if r2 < 0 else r2), (big if s2 < 0 else s2)
+    return (r1, s1) < (r2, s2)
+
+
+class ReferenceStore:
+    """The pure store. Thread-safe; one owner per training job (see `hyperseyes_verl.trace.shared`)."""
+
+    def __init__(self, config: StoreConfig | None = None):
+        self.config = config or StoreConfig()
+        self._lock = threading.Lock()
+        self._slot: dict[str, int] = {}
+        self._keys: list[str] = []
+        cap = 1024
+        self._ref_r = np.full(cap, NONE, np.int32)
+        self._ref_s = np.full(cap, NONE, np.int32)
+        self._cand_r = np.full(cap, _UNSEEN, np.int32)
+        self._cand_s = np.full(cap, _UNSEEN, np.int32)
+        self._n_correct = np.zeros(cap, np.int32)
+        self.epoch = 0
+        self.lam: float | None = None
+        self._reset_epoch_sums()
+
+    # ---- registration and observation (during an epoch) -----------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _reset_epoch_sums(self) -> None:
+        self._obs = 0
+        self._sum_correct_rounds = 0
+        self._n_correct_all = 0
+        self._sum_ref_of_correct = 0
+        self._n_ref_of_correct = 0
+
+    def _grow(self, need: int) -> None:
+        cap = len(self._ref_r)
+        if need <= cap:
+            return
+        new = max(need, 2 * cap)
+        for name, fill in (("_ref_r", NONE), ("_ref_s", NONE), ("_cand_r", _UNSEEN), ("_cand_s", _UNSEEN),
+                           ("_n_correct", 0)):
+            old = getattr(self, name)
+            arr = np.full(new, fill, np.int32)
+            arr[:cap] = old
+            setattr(self, name, arr)
+
+    def _register(self, key: str, init_rounds: int, init_searches: int) -> int:
+        slot = self._slot.get(key)
+        if slot is None:
+            if not isinstance(key, str) or not key or "\n" in key:
+                raise ValueError(f"prompt key {key!r} must be a non-empty string without newlines")
+            slot = len(self._keys)
+            self._grow(slot + 1)
+            self._slot[key] = slot
+            self._keys.append(key)
+        # the dataset's reference can only tighten what is stored (e.g. after a restore)
+        r, s = int(init_rounds), int(init_searches)
+        if r >= 0 and _lex_less(r, s, int(self._ref_r[slot]), int(self._ref_s[slot])):
+            self._ref_r[slot], self._ref_s[slot] = r, s
+        return slot
+
+    def _info(self, slot: int) -> RefInfo:
+        return RefInfo(int(self._ref_r[slot]), int(self._ref_s[slot]), self.lam, self.epoch)
+
+    def reference(self, key: str, init_rounds: int = NONE, init_searches: int = NONE) -> RefInfo:
+        with self._lock:
+            return self._info(self._register(key, init_rounds, init_searches))
+
+    def peek(self, key: str) -> RefInfo | None:
+        """The reference of a known key, without registering it."""
+        with self._lock:
+            slot = self._slot.get(key)
+            return None if slot is None else self._info(slot)
+
+    def record(self, key: str, init_rounds: int, init_searches: int, correct: bool, rounds: int,
+               searches: int) -> RefInfo:
+        """Observe one training rollout and return the reference it is scored against (one round trip)."""
+        with self._lock:
+            slot = self._register(key, init_rounds, init_searches)
+            info = self._info(slot)
+            self._observe(slot, bool(correct), int(rounds), int(searches))
+            return info
+
+    def record_many(self, rows: Iterable[tuple[str, int, int, bool, int, int]]) -> list[RefInfo]:
+        return [self.record(*row) for row in rows]
+
+    def _observe(self, slot: int, correct: bool, rounds: int, searches: int) -> None:
+        if rounds < 0 or searches < 0:
+            raise ValueError(f"observation with rounds={rounds}, searches={searches}: counts must be >= 0")
+        self._obs += 1
+        if not correct or rounds < 1:  # a correct answer without tools sets no bar on tool use
+            return
+        self._n_correct[slot] += 1
+        self._sum_correct_rounds += rounds
+        self._n_correct_all += 1
+        if self._ref_r[slot] >= 0:
+            self._sum_ref_of_correct += int(self._ref_r[slot])
+            self._n_ref_of_correct += 1
+        if _lex_less(rounds, searches, int(self._cand_r[slot]), int(self._cand_s[slot])):
+            self._cand_r[slot], self._cand_s[slot] = rounds, searches
+
+    # ---- epoch boundary -------------------------------------------------------------------------------------
+    def end_epoch(self) -> dict[str, float]:
+        """Tighten (unless in warm-up), reset the epoch's observations, return metrics."""
+        with self._lock:
+            n = len(self._keys)
+            ref_r, ref_s = self._ref_r[:n], self._ref_s[:n]
+            cand_r, cand_s = self._cand_r[:n], self._cand_s[:n]
+            tightened = 0
+            in_warmup = self.epoch < self.config.warmup_epochs
+            if not in_warmup and n:
+                eligible = (self._n_correct[:n] >= self.config.min_correct) & (cand_r != _UNSEEN)
+                rr = np.where(ref_r < 0, _UNSEEN, ref_r)
+                rs = np.where(ref_s < 0, _UNSEEN, ref_s)
+                better = eligible & ((cand_r < rr) | ((cand_r == rr) & (cand_s < rs)))
+                tightened = int(better.sum())
+                ref_r[better] = cand_r[better]
+                ref_s[better] = cand_s[better]
+            metrics = {
+                "trace/refs_tightened": float(tightened),
+                "trace/refs_warmup": float(in_warmup),
+                "trace/observations": float(self._obs),
+                "trace/correct_rounds_mean": self._sum_correct_rounds / self._n_correct_all
+                if self._n_correct_all else float("nan"),
+                "trace/correct_ref_mean": self._sum_ref_of_correct / self._n_ref_of_correct
+                if self._n_ref_of_correct else float("nan"),
+            }
+            cand_r[:] = _UNSEEN
+            cand_s[:] = _UNSEEN
+            self._n_correct[:n] = 0
+            self._reset_epoch_sums()
+            self.epoch += 1
+            metrics.update(self._summary_unlocked())
+            return metrics
+
+    def reset(self) -> None:
+        """Forget everything (a fresh run that finds no snapshot to resume from)."""
+        with self._lock:
+            self._set_state({"keys": [], "meta": {"epoch": 0, "lam": None, "sums": [0, 0, 0, 0, 0]},
+                             **{k: np.zeros(0, np.int32) for k in ("ref_r", "ref_s", "cand_r", "cand_s",
+                                                                   "n_correct")}})
+
+    def set_lambda(self, lam: float) -> None:
+        with self._lock:
+            self.lam = float(lam)
+
+    def _summary_unlocked(self) -> dict[str, float]:
+        n = len(self._keys)
+        has = self._ref_r[:n] >= 0
+        return {
+            "trace/refs_total": float(n),
+            "trace/ref_coverage": float(has.mean()) if n else 0.0,
+            "trace/ref_mean": float(self._ref_r[:n][has].mean()) if has.any() else float("nan"),
+            "trace/epoch": float(self.epoch),
+            **({"trace/lambda": self.lam} if self.lam is not None else {}),
+        }
+
+    def summary(self) -> dict[str, float]:
+        with self._lock:
+            return self._summary_unlocked()
+
+    # ---- bulk load, export ----------------------------------------------------------------------------------
+    def load_initial(self, rows: Iterable[tuple[str, int, int]]) -> int:
+        """Register (key, ref_rounds, ref_searches) from a dataset; returns the number of rows."""
+        count = 0
+        with self._lock:
+            for key, r, s in rows:
+                self._register(key, r, s)
+                count += 1
+        return count
+
+    def rows(self) -> Iterator[dict]:
+        with self._lock:
+            keys, r, s = list(self._keys), self._ref_r[: len(self._keys)].copy(), self._ref_s[: len(self._keys)].copy()
+        for i, k in enumerate(keys):
+            yield {"prompt_key": k, "ref_rounds": int(r[i]), "ref_searches": int(s[i])}
+
+    # ---- persistence ----------------------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        n = len(self._keys)
+        blob = "\n".join(self._keys).encode("utf-8")
+        meta = {"format": _FORMAT, "n": n, "epoch": self.epoch, "lam": self.lam,
+                "sums": [self._obs, self._sum_correct_rounds, self._n_correct_all, self._sum_ref_of_correct,
+                         self._n_ref_of_correct]}
+        return {"keys": np.frombuffer(blob, np.uint8), "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                "ref_r": self._ref_r[:n], "ref_s": self._ref_s[:n], "cand_r": self._cand_r[:n],
+                "cand_s": self._cand_s[:n], "n_correct": self._n_correct[:n]}
+
+    def save(self, directory: str, step: int) -> str:
+        """Atomic snapshot `<directory>/step_<step>.npz` (temp file + fsync + os.replace + dir fsync)."""
+        os.makedirs(directory, exist_ok=True)
+        with self._lock:
+            arrays = {k: v.copy() for k, v in self._arrays().items()}
+        final = os.path.join(directory, f"step_{int(step)}.npz")
+        fd, tmp = tempfile.mkstemp(prefix=f".step_{int(step)}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(directory)
+        self._prune(directory)
+        return final
+
+    def _prune(self, directory: str) -> None:
+        if not self.config.keep_last:
+            return
+        for _, path in snapshots(directory)[self.config.keep_last:]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def load(self, directory: str, step: int | None = None) -> int | None:
+        """Replace the state with the newest readable snapshot at or before `step` (None = newest).
+
+        Unreadable snapshots (a crash mid-write leaves only a temp file, but disks lie) are skipped with a
+        warning. Returns the step loaded, or None when there is none (the state is then left unchanged).
+        """
+        for snap_step, path in snapshots(directory):
+            if step is not None and snap_step > step:
+                continue
+            try:
+                state = _read(path)
+            except Exception as e:  # corrupt / truncated file: fall back to the previous one
+                logger.warning("TRACE reference snapshot %s is unreadable (%s: %s); trying an older one",
+                               path, type(e).__name__, e)
+                continue
+            with self._lock:
+                self._set_state(state)
+            return snap_step
+        return None
+
+    def _set_state(self, state: dict) -> None:
+        keys, meta = state["keys"], state["meta"]
+        n = len(keys)
+        self._keys = keys
+        self._slot = dict(zip(keys, range(n)))
+        cap = max(1024, n)
+        self._ref_r = np.full(cap, NONE, np.int32)
+        self._ref_s = np.full(cap, NONE, np.int32)
+        self._cand_r = np.full(cap, _UNSEEN, np.int32)
+        self._cand_s = np.full(cap, _UNSEEN, np.int32)
+        self._n_correct = np.zeros(cap, np.int32)
+        for name in ("ref_r", "ref_s", "cand_r", "cand_s", "n_correct"):
+            getattr(self, f"_{name}")[:n] = state[name]
+        self.epoch = int(meta["epoch"])
+        self.lam = meta["lam"]
+        (self._obs, self._sum_correct_rounds, self._n_correct_all, self._sum_ref_of_correct,
+         self._n_ref_of_correct) = (int(x) for x in meta["sums"])
+
+
+def snapshots(directory: str) -> list[tuple[int, str]]:
+    """(step, path) of the snapshots in `directory`, newest first. Temp files are ignored."""
+    if not os.path.isdir(directory):
+        return []
+    out = [(int(m.group(1)), os.path.join(directory, name)) for name in os.listdir(directory)
+           if (m := _FILE_RE.match(name))]
+    return sorted(out, reverse=True)
+
+
+def _read(path: str) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].tobytes().decode())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"unknown snapshot format {meta.get('format')!r} (this version reads {_FORMAT})")
+        blob = z["keys"].tobytes().decode("utf-8")
+        keys = blob.split("\n") if meta["n"] else []
+        state = {"keys": keys, "meta": meta, **{k: z[k].copy() for k in ("ref_r", "ref_s", "cand_r", "cand_s",
+                                                                          "n_correct")}}
+    if any(len(state[k]) != meta["n"] for k in ("ref_r", "ref_s", "cand_r", "cand_s", "n_correct")) \
+            or len(keys) != meta["n"]:
+        raise ValueError(f"inconsistent snapshot: meta says {meta['n']} keys")
+    return state
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,331 @@
+"""The Unified Grounded Search environment: one episode of the HyperEyes agent (the pure core).
+
+`step(assistant_text)` parses EVERY tool call of the turn, crops every requested box, runs every search of
+every call concurrently (one `asyncio.gather`, one `search_timeout_s` per search) and returns the observation
+and the round's statistics. It never raises on model output or backend faults: each problem becomes an
+error line for the model and a counted kind.
+
+Turn semantics:
+- `<answer>` ends the episode; tool calls in that turn are not executed (`answer_with_tool_call`).
+- a turn with neither answer nor `<tool_call>` ends it (`no_action`).
+- a turn with `<tool_call>` blocks is a tool round, also when every block is malformed (the model spent the
+  turn on tools). The last of `max_turns` turns is kept for the answer: tool calls there, or after
+  `max_tool_rounds` rounds, are refused (`round_budget`); at `max_turns` the episode ends (`turn_budget`).
+- all calls of a turn are dispatched together, so a crop made in a turn is usable as `image_id` only from
+  the next turn on.
+- the observation holds one tool message per parsed call, in order (error lines included), then one for the
+  blocks that could not be parsed; the budget hint and the re-stated question close the last message.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from numbers import Real
+from typing import Any
+
+from PIL import Image
+
+from hyperseyes_verl.search.base import FailureKind, Hit, SearchBackend, SearchFailure
+from hyperseyes_verl.ugs import render
+from hyperseyes_verl.ugs.images import CropResult, ImageRegistry
+from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, parse_turn
+from hyperseyes_verl.ugs.render import ContentBuilder, SearchOutcome
+from hyperseyes_verl.ugs.schema import IMAGE_SEARCH, TEXT_SEARCH, TOOL_NAMES
+from hyperseyes_verl.ugs.types import EpisodeStats, Observation, RoundStats, StepResult, UGSConfig
+
+# Plan items of one call, rendered after the searches return:
+# ("error", kind, message) | ("query", query, job) | ("crop", CropResult, job | None) | ("whole", image_id, job)
+_Item = tuple[str, Any, Any]
+
+
+class SearchEnvironment:
+    """One episode. Create a new environment per episode; `stats` accumulates over its turns."""
+
+    def __init__(self, backend: SearchBackend, question: str, images: list[Image.Image],
+                 config: UGSConfig = UGSConfig()):
+        if not isinstance(question, str):
+            raise TypeError(f"question must be a str, got {type(question).__name__}")
+        self.backend = backend
+        self.question = question
+        self.config = config
+        self.registry = ImageRegistry(list(images), config)
+        self.stats = EpisodeStats()
+        self._turn_first_id = self.registry.n_assigned  # first id handed out in the current turn
+
+    @property
+    def done(self) -> bool:
+        return self.stats.finish_reason != "running"
+
+    @property
+    def tool_rounds_left(self) -> int:
+        """Tool rounds the model may still use; the last turn is kept for the answer."""
+        cfg, st = self.config, self.stats
+        return max(0, min(cfg.max_tool_rounds - st.tool_rounds, cfg.max_turns - st.turns - 1))
+
+    async def step(self, assistant_text: str) -> StepResult:
+        if self.done:
+            raise RuntimeError(f"the episode already finished ({self.stats.finish_reason}); "
+                               "create a new SearchEnvironment for the next episode")
+        may_call = self.tool_rounds_left > 0
+        self.stats.turns += 1
+        turn = parse_turn(assistant_text)
+
+        if turn.answer is not None or turn.n_tool_blocks == 0:
+            self.stats.errors.update(e.kind for e in turn.errors)
+            if turn.answer is None:
+                return self._finish("no_action")
+            n_calls = len(turn.calls) + len(turn.call_errors)
+            if n_calls:
+                self.stats.errors["answer_with_tool_call"] += n_calls
+            return self._finish("answer", turn.answer)
+
+        if not may_call:
+            return self._refuse(turn)
+        round_stats, observation = await self._run_round(turn)
+        return StepResult(done=False, finish_reason="running", observation=observation, round=round_stats)
+
+    # ------------------------------------------------------------------ turn outcomes
+
+    def _finish(self, reason: str, answer: str | None = None) -> StepResult:
+        st = self.stats
+        st.finish_reason = reason  # type: ignore[assignment]
+        if answer is not None:
+            st.answered, st.answer = True, answer
+        if reason == "turn_budget":
+            st.budget_exhausted = True
+        return StepResult(done=True, finish_reason=reason, answer=answer)  # type: ignore[arg-type]
+
+    def _refuse(self, turn: ParsedTurn) -> StepResult:
+        """Tool calls with no tool round left: not executed; the model is told to answer."""
+        st = self.stats
+        st.errors.update(e.kind for e in turn.errors)
+        n_calls = max(1, len(turn.calls) + len(turn.call_errors))
+        st.errors["round_budget"] += n_calls
+        st.budget_exhausted = True
+        if st.turns >= self.config.max_turns:
+            return self._finish("turn_budget")
+        b = ContentBuilder()
+        render.render_error(b, "round_budget", f"no tool rounds are left, so the {n_calls} tool call(s) of this "
+                                               "turn were not executed.")
+        self._close(b, rounds_left=0)
+        return StepResult(done=False, finish_reason="running", observation=Observation([b.message()]))
+
+    def _close(self, b: ContentBuilder, rounds_left: int) -> None:
+        hint = render.budget_hint(rounds_left, self.config)
+        if hint:
+            b.text("\n" + hint)
+        if self.config.restate_question:
+            b.text("\n" + render.question_line(self.question))
+
+    # ------------------------------------------------------------------ one tool round
+
+    async def _run_round(self, turn: ParsedTurn) -> tuple[RoundStats, Observation]:
+        t0 = time.perf_counter()
+        cfg = self.config
+        rs = RoundStats(round_index=self.stats.tool_rounds + 1)
+        usable = set(self.registry.ids)  # snapshot: crops of this turn are not usable within it
+        self._turn_first_id = self.registry.n_assigned
+        # ("text", query) | ("crop", CropResult) | ("whole", image_id): one search each (a crop that fails
+        # while being cut sends none)
+        jobs: list[tuple[str, Any]] = []
+        plans: list[tuple[ToolCall, list[_Item]]] = []
+        for i, call in enumerate(turn.calls):
+            items: list[_Item] = []
+            if i >= cfg.max_calls_per_turn:
+                items.append(("error", "too_many_calls", f"not executed: at most {cfg.max_calls_per_turn} tool calls "
+                                                         "run per turn; put more boxes or queries into one call"))
+            elif call.name == IMAGE_SEARCH:
+                rs.tool_calls += self._plan_image(call, usable, items, jobs)
+            elif call.name == TEXT_SEARCH:
+                rs.tool_calls += self._plan_text(call, items, jobs)
+            else:
+                items.append(("error", "unknown_tool", f"unknown tool {call.name!r}; the tools are "
+                                                       f"{', '.join(sorted(TOOL_NAMES))}"))
+            plans.append((call, items))
+
+        outcomes = await asyncio.gather(*(self._run_job(kind, payload) for kind, payload in jobs))
+
+        messages = [self._render_call(i, call, items, outcomes, rs) for i, (call, items) in enumerate(plans)]
+        if turn.errors:
+            b = ContentBuilder().text("Parts of this turn that could not be used:\n")
+            for e in turn.errors:
+                rs.errors[e.kind] += 1
+                render.render_error(b, e.kind, e.message)
+            messages.append(b.message())
+
+        rs.searches = sum(1 for outcome in outcomes if outcome is not None)
+        rs.text_queries = sum(1 for kind, _ in jobs if kind == "text")
+        for outcome in outcomes:
+            if outcome is not None and outcome.failed:
+                rs.search_failures += 1
+                rs.search_failure_kinds[outcome.failure_kind] += 1
+        self._accumulate(rs)
+        rs.rounds_left = self.tool_rounds_left
+        last = ContentBuilder()
+        last.blocks = messages[-1]["content"]
+        self._close(last, rs.rounds_left)
+        rs.wall_s = time.perf_counter() - t0
+        return rs, Observation(messages)
+
+    def _accumulate(self, rs: RoundStats) -> None:
+        st = self.stats
+        st.tool_rounds += 1
+        st.tool_calls += rs.tool_calls
+        st.searches += rs.searches
+        st.searches_per_round.append(rs.searches)
+        st.crops_ok += rs.crops_ok
+        st.crops_failed += rs.crops_failed
+        st.search_failures += rs.search_failures
+        st.errors.update(rs.errors)
+        st.search_failure_kinds.update(rs.search_failure_kinds)
+
+    def _plan_text(self, call: ToolCall, items: list[_Item], jobs: list) -> bool:
+        cfg = self.config
+        queries = call.arguments.get("input")
+        if isinstance(queries, str):
+            queries = [queries]
+        if not isinstance(queries, list) or not queries:
+            items.append(("error", "bad_arguments", 'text_search needs "input": a non-empty list of query strings, '
+                                                    f"got {_short(call.arguments)}"))
+            return False
+        accepted = 0
+        for query in queries:
+            if not isinstance(query, str):
+                items.append(("error", "bad_query", f"a query must be a string, got {_short(query)}"))
+            elif not query.strip():
+                items.append(("error", "empty_query", "an empty query was skipped"))
+            elif len(query) > cfg.max_query_chars:
+                items.append(("error", "query_too_long", f"query {_short(query)} has {len(query)} characters; "
+                                                         f"the limit is {cfg.max_query_chars}"))
+            elif accepted >= cfg.max_queries_per_call:
+                items.append(("error", "too_many_queries", f"query {_short(query)} not run: at most "
+                                                           f"{cfg.max_queries_per_call} queries per text_search"))
+            else:
+                accepted += 1
+                items.append(("query", query.strip(), len(jobs)))
+                jobs.append(("text", query.strip()))
+        return True
+
+    def _plan_image(self, call: ToolCall, usable: set[str], items: list[_Item], jobs: list) -> bool:
+        cfg = self.config
+        args = call.arguments
+        image_id = args.get("image_id")
+        if not isinstance(image_id, str) or not image_id.strip():
+            items.append(("error", "bad_arguments", 'image_search needs "image_id" (a string such as "img_0"), '
+                                                    f"got {_short(args)}"))
+            return False
+        image_id = image_id.strip()
+        if image_id not in usable:
+            if self._turn_first_id <= _id_number(image_id) < self.registry.n_assigned:
+                why = (f"{image_id} was created in this same turn; all calls of a turn run together, so use it "
+                       "from the next turn on")
+            else:
+                try:
+                    self.registry.get(image_id)
+                    why = f"{image_id} is not usable"
+                except KeyError as e:
+                    why = e.args[0]
+            items.append(("error", "unknown_image_id", why))
+            return False
+        area = args.get("area")
+        if isinstance(area, str):
+            try:
+                area = json.loads(area)
+            except ValueError:
+                items.append(("error", "bad_arguments", f'"area" must be a list of boxes, got the string {_short(area)}'))
+                return False
+        if area is None or area == []:
+            items.append(("whole", image_id, len(jobs)))
+            jobs.append(("whole", image_id))
+            return True
+        if not isinstance(area, list):
+            items.append(("error", "bad_arguments", f'"area" must be a list of [x1, y1, x2, y2] boxes, got {_short(area)}'))
+            return False
+        if len(area) == 4 and all(isinstance(v, Real) and not isinstance(v, bool) for v in area):
+            area = [area]  # one flat box
+        for j, box in enumerate(area):
+            if j >= cfg.max_boxes_per_call:
+                items.append(("error", "too_many_boxes", f"box {_short(box)} not cropped: at most "
+                                                         f"{cfg.max_boxes_per_call} boxes per image_search"))
+                continue
+            crop = self.registry.plan_crop(image_id, box)
+            if crop.error_kind is None:
+                items.append(("crop", crop, len(jobs)))
+                jobs.append(("crop", crop))
+            else:
+                items.append(("crop", crop, None))
+        return True
+
+    def _render_call(self, i: int, call: ToolCall, items: list[_Item], outcomes: list[SearchOutcome],
+                     rs: RoundStats) -> dict[str, Any]:
+        b = ContentBuilder().text(f"{call.name} #{i + 1}:\n")
+        for kind, a, job in items:
+            if kind == "error":
+                rs.errors[a] += 1
+                render.render_error(b, a, job)
+            elif kind == "query":
+                render.render_text_query(b, a, outcomes[job], self.config)
+            elif kind == "whole":
+                render.render_whole_image(b, a, outcomes[job], self.config)
+            else:
+                crop: CropResult = a
+                if crop.ok:
+                    rs.crops_ok += 1
+                else:
+                    rs.crops_failed += 1
+                    rs.errors[crop.error_kind] += 1
+                render.render_crop(b, crop, None if job is None else outcomes[job], self.config)
+        return b.message()
+
+    async def _run_job(self, kind: str, payload: Any) -> SearchOutcome | None:
+        """Prepare the image off the event loop (cropping a large image takes tens of ms), then search."""
+        if kind == "text":
+            return await self._search("text", payload)
+        if kind == "crop":
+            crop = await asyncio.to_thread(self.registry.cut, payload)
+            return await self._search("image", crop.image) if crop.ok else None
+        try:
+            image = await asyncio.to_thread(self.registry.whole, payload)
+        except Exception as e:  # an input image PIL cannot decode
+            return SearchOutcome(failure_kind=FailureKind.INTERNAL.value,
+                                 failure_message=f"the image could not be read ({type(e).__name__}: {e})")
+        return await self._search("image", image)
+
+    async def _search(self, kind: str, payload: Any) -> SearchOutcome:
+        """One search under the shared timeout. Never raises (cancellation of the caller aside)."""
+        cfg = self.config
+        try:
+            if kind == "text":
+                coro = self.backend.text_search(payload, cfg.top_k)
+            else:
+                coro = self.backend.image_search(payload, cfg.top_k)
+            hits = await asyncio.wait_for(coro, timeout=cfg.search_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except (asyncio.TimeoutError, TimeoutError):
+            return SearchOutcome(failure_kind=FailureKind.TIMEOUT.value,
+                                 failure_message=f"no answer within {cfg.search_timeout_s:g} s")
+        except SearchFailure as e:
+            return SearchOutcome(failure_kind=e.kind.value, failure_message=e.message)
+        except Exception as e:  # a backend bug must not end the rollout; counted as `internal`
+            return SearchOutcome(failure_kind=FailureKind.INTERNAL.value,
+                                 failure_message=f"{type(e).__name__}: {e}")
+        if not isinstance(hits, list) or not all(isinstance(h, Hit) for h in hits):
+            return SearchOutcome(failure_kind=FailureKind.BAD_PAYLOAD.value,
+                                 failure_message=f"backend {getattr(self.backend, 'name', '?')!r} returned "
+                                                 f"{type(hits).__name__}, expected list[Hit]")
+        if kind == "text" and cfg.min_text_relevance > 0:
+            hits = [h for h in hits if h.score is None or h.score >= cfg.min_text_relevance]
+        return SearchOutcome(hits=hits[: cfg.top_k])
+
+
+def _id_number(image_id: str) -> int:
+    """N of "img_N", -1 for anything else."""
+    head, _, tail = image_id.partition("_")
+    return int(tail) if head == "img" and tail.isdigit() and len(tail) < 10 else -1
+
+
+def _short(value: object, limit: int = 120) -> str:
+    s = repr(value)
+    return s if len(s) <= limit else s[: limit - 3] + "..."

@@ -1,0 +1,177 @@
+"""Image registry of one episode, with the official id semantics, and crops by normalized boxes.
+
+Input images are `img_0 … img_{n-1}`. Every requested box takes the next id `img_N` whether or not its crop
+succeeds (the official release advances the counter on failed crops; keeping that keeps ids comparable with
+its trajectories). Coordinates are fractions of the source image; values outside [0, 1] are clamped
+(official behaviour), everything else that cannot be a box is rejected with a reason the model can act on.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from numbers import Real
+
+from PIL import Image
+
+from hyperseyes_verl.ugs.types import UGSConfig
+
+Box = tuple[float, float, float, float]
+_PENDING = object()  # registry value of a crop whose pixels are being cut
+
+
+@dataclass
+class CropResult:
+    image_id: str  # the id this box consumed, also when the crop failed
+    source_id: str
+    box: Box | None  # the clamped box, None when the value was not a box at all
+    image: Image.Image | None = None  # RGB, long side <= crop_max_side; None on failure
+    error_kind: str | None = None  # bad_box_arity|bad_box_value|bad_box_nonfinite|bad_box_inverted|crop_too_small|crop_error
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None
+
+
+class ImageRegistry:
+    """Ids -> images of one episode. Failed crops keep their id (mapped to None) so a later use says why."""
+
+    def __init__(self, images: list[Image.Image], config: UGSConfig = UGSConfig()):
+        for i, im in enumerate(images):
+            if not isinstance(im, Image.Image):
+                raise TypeError(f"images[{i}] must be a PIL.Image.Image, got {type(im).__name__}; "
+                                "decode bytes/paths with PIL.Image.open(...) first")
+        self.config = config
+        self._images: dict[str, object] = {f"img_{i}": im for i, im in enumerate(images)}
+        self._next = len(images)
+        self.n_inputs = len(images)
+        self._load_lock = threading.Lock()  # PIL's lazy decoding of an opened file is not thread-safe
+
+    def __contains__(self, image_id: object) -> bool:
+        """True for ids whose image is ready (inputs and finished crops)."""
+        return isinstance(image_id, str) and isinstance(self._images.get(image_id), Image.Image)
+
+    @property
+    def ids(self) -> list[str]:
+        """Usable ids (failed and unfinished crops excluded), in registration order."""
+        return [k for k, v in self._images.items() if isinstance(v, Image.Image)]
+
+    @property
+    def n_assigned(self) -> int:
+        """Ids handed out so far (inputs and every requested crop): the next id is img_{n_assigned}."""
+        return self._next
+
+    def get(self, image_id: str) -> Image.Image:
+        """The image of a usable id; `KeyError` whose message says why an id is not usable."""
+        if not isinstance(image_id, str):
+            raise KeyError(f"image_id must be a string like 'img_0', got {image_id!r}")
+        if image_id not in self._images:
+            raise KeyError(f"unknown image id {image_id!r}; known ids: {', '.join(self.ids) or 'none'}")
+        image = self._images[image_id]
+        if image is None:
+            raise KeyError(f"{image_id} is the id of a crop that failed; crop a valid box to get a usable id")
+        if not isinstance(image, Image.Image):
+            raise KeyError(f"{image_id} is a crop still being made; it is usable from the next turn on")
+        return image
+
+    def next_id(self) -> str:
+        image_id = f"img_{self._next}"
+        self._next += 1
+        return image_id
+
+    def plan_crop(self, source_id: str, box: object) -> CropResult:
+        """Take the next id for `box` of `source_id` and validate the box; the pixels are cut by `cut`.
+
+        Split in two so ids are handed out in request order on the event loop while the pixel work (which can
+        take tens of ms on a large image) runs in a worker thread next to the searches already in flight.
+        """
+        source = self.get(source_id)  # the caller checks the source id first; this only guards misuse
+        new_id = self.next_id()
+        clamped, kind, reason = validate_box(box, source.width, source.height, self.config.min_crop_px)
+        if kind is not None:
+            self._images[new_id] = None
+            return CropResult(new_id, source_id, clamped, error_kind=kind, reason=reason)
+        self._images[new_id] = _PENDING
+        return CropResult(new_id, source_id, clamped)
+
+    def cut(self, crop: CropResult) -> CropResult:
+        """Cut a planned crop: RGB, long side <= crop_max_side. A decoding error fails the crop (`crop_error`)."""
+        if crop.error_kind is not None or crop.image is not None:
+            return crop
+        try:
+            source = self._loaded(crop.source_id)
+            left, top, right, bottom = to_pixels(crop.box, source.width, source.height)  # type: ignore[arg-type,union-attr]
+            piece = source.crop((left, top, right, bottom))  # type: ignore[union-attr]
+            crop.image = fit_long_side(piece if piece.mode == "RGB" else piece.convert("RGB"), self.config.crop_max_side)
+        except Exception as e:  # e.g. a truncated input file decoded lazily by PIL
+            crop.error_kind, crop.reason = "crop_error", f"the image could not be cropped ({type(e).__name__}: {e})"
+            self._images[crop.image_id] = None
+            return crop
+        self._images[crop.image_id] = crop.image
+        return crop
+
+    def whole(self, image_id: str) -> Image.Image:
+        """The full image of `image_id` for a search without `area`: RGB, long side <= crop_max_side."""
+        image = self._loaded(image_id)
+        return fit_long_side(image if image.mode == "RGB" else image.convert("RGB"), self.config.crop_max_side)
+
+    def _loaded(self, image_id: str) -> Image.Image:
+        image = self.get(image_id)
+        with self._load_lock:
+            image.load()
+        return image
+
+    def crop(self, source_id: str, box: object) -> CropResult:
+        """Plan and cut in one call. The id is consumed even when the crop fails."""
+        return self.cut(self.plan_crop(source_id, box))
+
+
+def validate_box(box: object, width: int, height: int, min_px: int) -> tuple[Box | None, str | None, str]:
+    """(clamped box, error kind or None, reason). Clamps to [0, 1]; rejects what cannot be a box."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        n = len(box) if isinstance(box, (list, tuple)) else type(box).__name__
+        return None, "bad_box_arity", f"a box must be 4 numbers [x1, y1, x2, y2], got {_short(box)} ({n})"
+    if not all(isinstance(v, Real) and not isinstance(v, bool) for v in box):
+        return None, "bad_box_value", f"box values must be numbers, got {_short(box)}"
+    try:
+        values = [float(v) for v in box]
+    except OverflowError:  # a JSON integer too large for a float
+        values = [math.inf]
+    if not all(math.isfinite(v) for v in values):
+        return None, "bad_box_nonfinite", f"box values must be finite, got {_short(box)}"
+    x1, y1, x2, y2 = (min(1.0, max(0.0, v)) for v in values)
+    clamped = (x1, y1, x2, y2)
+    if x2 <= x1 or y2 <= y1:
+        hint = " (coordinates are fractions in [0, 1], not pixels or 0-1000)" if max(values) > 1 else ""
+        return clamped, "bad_box_inverted", (f"box {_short(box)} is empty after clamping to [0, 1]: need x1 < x2 and "
+                                             f"y1 < y2{hint}")
+    left, top, right, bottom = to_pixels(clamped, width, height)
+    if right - left < min_px or bottom - top < min_px:
+        return clamped, "crop_too_small", (f"box {_short(box)} is {right - left}x{bottom - top} px of a {width}x{height} "
+                                           f"image; crops need at least {min_px} px per side")
+    return clamped, None, ""
+
+
+def to_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel rectangle covering the normalized box (floor the start, ceil the end, inside the image)."""
+    x1, y1, x2, y2 = box
+    left, top = int(math.floor(x1 * width)), int(math.floor(y1 * height))
+    right, bottom = int(math.ceil(x2 * width)), int(math.ceil(y2 * height))
+    return max(0, left), max(0, top), min(width, right), min(height, bottom)
+
+
+def fit_long_side(image: Image.Image, max_side: int) -> Image.Image:
+    """Downscale (keeping the aspect ratio) so the long side is at most `max_side`; never upscale."""
+    long_side = max(image.size)
+    if long_side <= max_side:
+        return image
+    scale = max_side / long_side
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # BILINEAR is antialiased when shrinking and about half the cost of BICUBIC on a large crop
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    s = repr(value)
+    return s if len(s) <= limit else s[: limit - 3] + "..."

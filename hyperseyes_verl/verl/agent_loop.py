@@ -1,0 +1,314 @@
+"""`HyperEyesAgentLoop`: verl's agent-loop adapter around the UGS search environment (`hyperseyes_agent`).
+
+Per trajectory: render the tool schemas (raw dicts, so array `items` survive) and, when the sample has
+none, the HyperEyes system prompt; then loop generate → `SearchEnvironment.step(text)` → append the
+observation (tool messages with the crop images) through verl's Continuous-Token multimodal path
+(`ct_merge_context_msg`) with response_mask 0, adding the crops to the request's image list, until the
+environment ends the episode. All tool calls of a turn are executed (no `max_parallel_calls` cut).
+
+Selection: ship `hyperseyes_verl/verl/agent_loop.yaml` as `actor_rollout_ref.rollout.agent.agent_loop_config_path`
+and set the dataset column `agent_name = "hyperseyes_agent"` (or `rollout.agent.default_agent_loop`). The
+`verl.plugins` entry point also registers the name, so the YAML is optional when the package is installed.
+
+Configuration (`AgentLoopSettings`), merged in this order, later wins:
+1. the trainer config section `hyperseyes.agent_loop` (add it on the command line with a leading `+`, e.g.
+   `+hyperseyes.agent_loop.ugs.max_tool_rounds=4 +hyperseyes.agent_loop.backend.type=embedded
+   +hyperseyes.agent_loop.backend.index_dir=/data/idx`);
+2. extra keys of the agent-loop YAML entry (hydra passes them to the constructor), e.g.
+   `- {name: hyperseyes_agent, _target_: ..., ugs: {max_tool_rounds: 4}, backend: {type: embedded, ...}}`.
+
+The search backend is built once per process and event loop (`shared_backend`) from `backend`
+(`hyperseyes_verl.search.config.build_backend`), never per trajectory; `set_backend_override` injects one
+(tests, notebooks).
+
+Limits (all end the episode cleanly, never cutting an image's token span):
+- `rollout.response_length`: a turn is generated with `max_tokens` = the tokens left; an observation that
+  does not fit completely is dropped and the episode ends with finish_reason "length" (`truncated`).
+- images per episode (`max_images`, capped by `rollout.limit_images`): crops past the cap are not sent;
+  the observation says so in place of the image and `truncated` is set. The environment still searched them.
+- a generated vision placeholder token (`<|image_pad|>` ...) would desynchronise image tokens and features:
+  the response is cut before it, finish_reason "invalid_token".
+- turns: the environment's `UGSConfig.max_turns` / `max_tool_rounds`.
+
+`extra_fields`: the keys of docs/CONTRACTS.md §3 (plain ints / bools / str / list[int] / dict[str, int];
+verl's `_postprocess` stores each key as a 1-D object array, which keeps lists and dicts intact), plus the
+server's `min_global_steps` / `max_global_steps` that verl's async trainers read for staleness control.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import weakref
+from typing import Any
+from uuid import uuid4
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from verl.utils.profiler import simple_timer
+from verl.utils.tokenizer import get_processor_token_id
+
+from hyperseyes_verl.search.base import SearchBackend
+from hyperseyes_verl.ugs.environment import SearchEnvironment
+from hyperseyes_verl.ugs.parser import parse_turn
+from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS, system_prompt
+from hyperseyes_verl.ugs.types import UGSConfig
+
+logger = logging.getLogger(__name__)
+
+AGENT_NAME = "hyperseyes_agent"
+CONFIG_SECTION = ("hyperseyes", "agent_loop")
+# The keys every trajectory carries (docs/CONTRACTS.md §3).
+EXTRA_FIELD_KEYS = ("tool_rounds", "tool_calls", "searches", "searches_per_round", "crops_ok", "crops_failed",
+                    "search_failures", "tool_errors", "budget_exhausted", "answered", "answer", "finish_reason",
+                    "truncated")
+
+
+class AgentLoopSettings(BaseModel):
+    """Everything the HyperEyes agent loop reads besides verl's own rollout config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ugs: UGSConfig = Field(default_factory=UGSConfig, description="episode budgets and caps of the environment")
+    backend: dict[str, Any] | None = Field(
+        None, description="search backend config (hyperseyes_verl.search.config, field `type`); "
+        "None = use the injected backend (set_backend_override)")
+    max_images: int | None = Field(
+        None, ge=1, description="images per episode incl. the input images; crops past it are withheld. "
+        "None = rollout.limit_images, or unlimited when that is unset too")
+    max_tokens_per_turn: int | None = Field(
+        None, ge=1, description="cap of one assistant turn (official 1524); the response budget always applies")
+    add_system_prompt: bool = Field(True, description="prepend the HyperEyes system prompt when a sample has none")
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, v):
+        if v is not None:
+            from hyperseyes_verl.search.config import parse_backend_config
+
+            parse_backend_config(v)  # raises SearchConfigError naming the bad field
+        return v
+
+    @classmethod
+    def from_sources(cls, trainer_config: Any, overrides: dict[str, Any]) -> "AgentLoopSettings":
+        section: Any = trainer_config
+        for key in CONFIG_SECTION:
+            section = section.get(key) if isinstance(section, (dict, DictConfig)) else None
+            if section is None:
+                break
+        merged = _to_plain(section) if section is not None else {}
+        if not isinstance(merged, dict):
+            raise ValueError(f"trainer config `{'.'.join(CONFIG_SECTION)}` must be a mapping, got {merged!r}")
+        return cls.model_validate(_deep_merge(merged, overrides))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, DictConfig) or OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- backend
+_OVERRIDE: SearchBackend | None = None
+# event loop -> backend config json -> backend: async clients belong to the loop they were made in.
+_BACKENDS: "weakref.WeakKeyDictionary[Any, dict[str, SearchBackend]]" = weakref.WeakKeyDictionary()
+
+
+def set_backend_override(backend: SearchBackend | None) -> None:
+    """Use `backend` for every HyperEyes trajectory of this process (None restores config-built backends)."""
+    global _OVERRIDE
+    _OVERRIDE = backend
+
+
+def shared_backend(backend_cfg: dict[str, Any] | None) -> SearchBackend:
+    """The process's backend for this config: built on first use, then reused by every trajectory."""
+    if _OVERRIDE is not None:
+        return _OVERRIDE
+    if backend_cfg is None:
+        raise ValueError("the HyperEyes agent loop has no search backend: set `+hyperseyes.agent_loop.backend` in "
+                         "the trainer config (e.g. {type: embedded, index_dir: ...}) or a `backend:` key in the "
+                         "agent-loop YAML entry")
+    import asyncio
+
+    from hyperseyes_verl.search.config import build_backend
+
+    per_loop = _BACKENDS.setdefault(asyncio.get_running_loop(), {})
+    key = json.dumps(backend_cfg, sort_keys=True, default=str)
+    if key not in per_loop:
+        per_loop[key] = build_backend(backend_cfg)
+    return per_loop[key]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def question_of(messages: list[dict], extra_info: dict | None) -> str:
+    """`extra_info.question` (docs/CONTRACTS.md §5), else the text of the last user message."""
+    q = (extra_info or {}).get("question")
+    if isinstance(q, str) and q.strip():
+        return q
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c.replace("<image>", "").strip()
+            return "".join(b.get("text", "") for b in c if isinstance(b, dict) and b.get("type") == "text").strip()
+    return ""
+
+
+def cap_images(messages: list[dict], room: int | None, cap: int | None) -> tuple[list[dict], list, int]:
+    """Keep at most `room` images of the observation (None: all); the rest become a text note.
+
+    Returns (messages, kept images, number withheld). Copies, never mutates the environment's messages."""
+    out, kept, withheld = [], [], 0
+    for m in messages:
+        content = []
+        for b in m["content"]:
+            if b.get("type") == "image":
+                if room is None or len(kept) < room:
+                    kept.append(b["image"])
+                    content.append(b)
+                else:
+                    withheld += 1
+                    content.append({"type": "text", "text": f"[image not shown: the limit of {cap} images per "
+                                                            "episode is reached]"})
+            else:
+                content.append(b)
+        out.append({**m, "content": content})
+    return out, kept, withheld
+
+
+@register(AGENT_NAME)
+class HyperEyesAgentLoop(AgentLoopBase):
+    """verl agent loop driving one `SearchEnvironment` episode per trajectory."""
+
+    def __init__(self, *args, tools=None, name: str | None = None, **kwargs):
+        settings_keys = set(AgentLoopSettings.model_fields)
+        overrides = {k: _to_plain(kwargs.pop(k)) for k in list(kwargs) if k in settings_keys}
+        super().__init__(*args, **kwargs)  # `tools` (verl's tool list) is unused: the environment owns the tools
+        self.settings = AgentLoopSettings.from_sources(self.config, overrides)
+        self.response_length = int(self.rollout_config.response_length)
+        caps = [c for c in (self.settings.max_images, self.rollout_config.get("limit_images")) if c]
+        self.max_images = min(caps) if caps else None
+        self._vision_ids = {t for t in (get_processor_token_id(self.processor, k) for k in ("image", "video"))
+                            if t is not None} if self.processor is not None else set()
+        self._stop_ids = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
+                                      self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)}
+
+    async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs) -> AgentLoopOutput:
+        messages = [dict(m) for m in kwargs["raw_prompt"]]
+        if self.settings.add_system_prompt and (not messages or messages[0].get("role") != "system"):
+            messages.insert(0, {"role": "system", "content": system_prompt(self.settings.ugs)})
+        mm = await self.process_multi_modal_info(messages)
+        images = list(mm.get("images") or [])
+        if mm.get("videos") or mm.get("audios"):
+            raise ValueError("the HyperEyes agent loop handles images only; this sample carries video/audio")
+        if self.max_images is not None and len(images) > self.max_images:
+            raise ValueError(f"the sample has {len(images)} input images, more than the image limit "
+                             f"{self.max_images}; raise hyperseyes.agent_loop.max_images / rollout.limit_images")
+        self._assert_mm_supported(bool(images))
+        env = SearchEnvironment(shared_backend(self.settings.backend), question_of(messages, kwargs.get("extra_info")),
+                                images, self.settings.ugs)
+        mm_kwargs = self._get_mm_processor_kwargs()
+        request_id = f"det-{priority}" if self.rollout_config.get("full_determinism") else uuid4().hex
+        metrics: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+
+        runtime_ids = await self.ct_build_initial_tokens(messages, tools=TOOL_SCHEMAS, images=images or None)
+        prompt_len = len(runtime_ids)
+        mask: list[int] = []
+        logprobs: list[float] = []
+        assistant_turns = user_turns = 0
+        truncated, cut_reason = False, None
+
+        for _ in range(self.settings.ugs.max_turns + 1):  # the environment ends first; this only bounds a bug
+            room = self.response_length - len(mask)
+            params = dict(sampling_params, max_tokens=min(room, self.settings.max_tokens_per_turn or room))
+            with simple_timer("generate_sequences", metrics):
+                out = await self.server_manager.generate(
+                    request_id=request_id, prompt_ids=runtime_ids, sampling_params=params,
+                    image_data=images or None, video_data=None, mm_processor_kwargs=mm_kwargs)
+            metrics["num_preempted"] = metrics.get("num_preempted", 0) + (out.num_preempted or 0)
+            self._track_server_fields(extra, out.extra_fields or {})
+            assistant_turns += 1
+            ids = list(out.token_ids)
+            lps = list(out.log_probs) if out.log_probs else None
+            bad = next((i for i, t in enumerate(ids) if t in self._vision_ids), None)
+            if bad is not None:
+                ids, lps = ids[:bad], (lps[:bad] if lps is not None else None)
+                truncated, cut_reason = True, "invalid_token"
+                lps = lps or None if not logprobs else lps
+            merge, mask, new_lps = await self.ct_merge_assistant_token(
+                runtime_ids, ids, mask, logprobs if (logprobs or lps) else None, assistant_logprobs=lps)
+            runtime_ids = merge.token_ids
+            logprobs = new_lps if new_lps is not None else logprobs
+            if cut_reason:
+                break
+            text = self.tokenizer.decode([t for t in ids if t not in self._stop_ids], skip_special_tokens=False)
+            if len(mask) >= self.response_length and parse_turn(text).answer is None:
+                truncated, cut_reason = True, "length"  # no room for an observation, and no answer to record
+                break
+            with simple_timer("tool_calls", metrics):
+                step = await env.step(text)
+            if step.done:
+                break
+            room_images = None if self.max_images is None else max(self.max_images - len(images), 0)
+            obs, new_images, withheld = cap_images(step.observation.messages, room_images, self.max_images)
+            self._assert_mm_supported(bool(new_images))
+            previous = messages + [{"role": "assistant", "content": text}]
+            merge, new_mask, new_lps = await self.ct_merge_context_msg(
+                previous, previous + obs, runtime_ids, mask, logprobs or None, tools=TOOL_SCHEMAS)
+            if len(new_mask) >= self.response_length:  # the whole observation or nothing: image spans stay whole
+                truncated, cut_reason = True, "length"
+                break
+            truncated = truncated or withheld > 0
+            messages = previous + obs
+            runtime_ids, mask = merge.token_ids, new_mask
+            logprobs = new_lps or logprobs
+            images.extend(new_images)
+            user_turns += 1
+
+        stats = env.stats
+        finish = cut_reason or (stats.finish_reason if stats.finish_reason != "running" else "turn_budget")
+        extra.update({
+            "tool_rounds": stats.tool_rounds, "tool_calls": stats.tool_calls, "searches": stats.searches,
+            "searches_per_round": list(stats.searches_per_round), "crops_ok": stats.crops_ok,
+            "crops_failed": stats.crops_failed, "search_failures": stats.search_failures,
+            "tool_errors": dict(stats.errors), "budget_exhausted": bool(stats.budget_exhausted),
+            "answered": bool(stats.answered), "answer": stats.answer, "finish_reason": finish,
+            "truncated": bool(truncated),
+        })
+        response_ids = runtime_ids[prompt_len:]
+        n = self.response_length
+        return AgentLoopOutput(
+            prompt_ids=runtime_ids[:prompt_len],
+            response_ids=response_ids[:n],
+            response_mask=mask[:n],
+            response_logprobs=logprobs[:n] if logprobs else None,
+            multi_modal_data={"images": images} if images else {},
+            mm_processor_kwargs=mm_kwargs,
+            num_turns=assistant_turns + user_turns + 1,
+            metrics=metrics,
+            extra_fields=extra,
+        )
+
+    @staticmethod
+    def _track_server_fields(extra: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Weight versions the trajectory was generated with (verl's async trainers filter stale ones)."""
+        if fields.get("min_global_steps") is not None and "min_global_steps" not in extra:
+            extra["min_global_steps"] = fields["min_global_steps"]
+        if fields.get("max_global_steps") is not None:
+            extra["max_global_steps"] = fields["max_global_steps"]
+
+
+# Documented here so `python -m hyperseyes_verl.verl.agent_loop` prints where the YAML lives.
+AGENT_LOOP_YAML = os.path.join(os.path.dirname(__file__), "agent_loop.yaml")
+
+if __name__ == "__main__":
+    print(AGENT_LOOP_YAML)

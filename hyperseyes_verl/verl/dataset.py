@@ -1,0 +1,69 @@
+"""`HyperEyesDataset`: verl's RLHFDataset without the torchvision dependency.
+
+verl's `RLHFDataset.process_multi_modal_info` imports `qwen_vl_utils`, which imports torchvision at
+module top; on boxes without torchvision (CPU CI) every multimodal rollout then fails. This class
+takes the PIL images straight out of the chat messages (the `images` column's `{"bytes": png}`
+entries have already been decoded into them by `RLHFDataset._build_messages`) and leaves resizing
+to the processor's own `min_pixels` / `max_pixels`. Select it with
+
+    data.custom_cls.path=pkg://hyperseyes_verl.verl.dataset data.custom_cls.name=HyperEyesDataset
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from PIL import Image
+from verl.utils.dataset.rl_dataset import RLHFDataset
+
+
+def load_image(ref: Any) -> Image.Image:
+    """A message's image reference (PIL image, `{"bytes": ...}` / `{"image": ...}` dict, or path) as RGB."""
+    if isinstance(ref, dict):
+        if ref.get("image") is not None:
+            return load_image(ref["image"])
+        if ref.get("bytes") is not None:
+            return load_image(Image.open(io.BytesIO(ref["bytes"])))
+        if ref.get("path"):
+            return load_image(ref["path"])
+        raise ValueError(f"image entry has none of 'image', 'bytes', 'path': keys {sorted(ref)}; "
+                         "write images as {'bytes': png_bytes} (docs/CONTRACTS.md §5)")
+    if isinstance(ref, Image.Image):
+        return ref if ref.mode == "RGB" else ref.convert("RGB")
+    if isinstance(ref, (str, os.PathLike)):
+        path = os.fspath(ref)
+        if path.startswith("file://"):
+            path = path[len("file://"):]
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    raise TypeError(f"unsupported image reference of type {type(ref).__name__}: use a PIL image, "
+                    "{'bytes': png_bytes} or a file path")
+
+
+def images_in_messages(messages: list[dict]) -> list[Image.Image]:
+    """Every `{"type": "image"}` block of the messages, in order, as RGB PIL images."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "image":
+                    out.append(load_image(block))
+    return out
+
+
+class HyperEyesDataset(RLHFDataset):
+    @classmethod
+    def _process_multi_modal_info(cls, messages, image_patch_size, config):
+        if any(isinstance(b, dict) and b.get("type") == "video"
+               for m in messages if isinstance(m.get("content"), list) for b in m["content"]):
+            raise ValueError("HyperEyesDataset handles images only; a message carries a video block. "
+                             "Use verl's RLHFDataset (needs qwen_vl_utils + torchvision) for video data.")
+        images = images_in_messages(messages)
+        return (images or None), None, cls._extract_audio_info(messages)
+
+    @classmethod
+    async def process_vision_info(cls, messages, image_patch_size, config):
+        images, videos, _ = cls._process_multi_modal_info(messages, image_patch_size, config)
+        return images, videos

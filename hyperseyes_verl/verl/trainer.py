@@ -1,0 +1,208 @@
+"""HyperEyesTrainer: verl's V1 synchronous PPO trainer plus the HyperEyes advantage step and TRACE hooks.
+
+Select it with `trainer.v1.trainer_mode=hyperseyes_sync` (registered when the `verl.plugins` entry point
+imports this module). Inside, the mode is reset to "sync": verl compares that literal in several places
+(replay buffer class, trainer.v1.<mode> sub-config).
+
+What it adds (advantage step in `_compute_advantage`, math in advantage_step.py and the pure cores):
+  (a) `hyperseyes.trace.mode=official`: the released TRACE group rule replaces each rollout's reward;
+  (b) `algorithm.adv_estimator=hdpo`: HDPO decoupled advantages (`hyperseyes.hdpo.*`), else verl's estimator;
+  (c) `distillation.enabled=true`: OPD on failed rollouts (`hyperseyes.opd.*`), official advantage shaping
+      or verl's PG-OPD via the `k1_failed_only` loss mode; an `opd_mask` column is written for the loss.
+Epoch ends: `hyperseyes_verl.verl.trace_state.on_epoch_end` (reference tightening); init/resume: `restore`.
+"""
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from omegaconf import OmegaConf, open_dict
+from tensordict import TensorDict
+from transfer_queue import KVBatchMeta
+
+from verl.protocol import DataProto
+from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.core_algos import get_policy_loss_fn, register_adv_est
+from verl.trainer.ppo.ray_trainer import apply_kl_penalty
+from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+from verl.workers.utils.padding import no_padding_2_padding, response_to_nested
+
+from hyperseyes_verl.hdpo import HDPOConfig
+from hyperseyes_verl.opd import OPDConfig
+from hyperseyes_verl.verl.advantage_step import (
+    assemble_advantages,
+    teacher_response_logprobs,
+    teacher_status_metrics,
+    unwrap_infos,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAINER_NAME = "hyperseyes_sync"
+HDPO_ESTIMATOR = "hdpo"
+BASE_FIELDS = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob", "values"]
+
+
+def _hdpo_outside_trainer(**kwargs):
+    raise ValueError("algorithm.adv_estimator=hdpo needs per-sample reward components, which verl's estimator "
+                     f"interface does not pass: set trainer.v1.trainer_mode={TRAINER_NAME} (HyperEyesTrainer)")
+
+
+if core_algos.ADV_ESTIMATOR_REGISTRY.get(HDPO_ESTIMATOR) is None:  # registered so the config validates
+    register_adv_est(HDPO_ESTIMATOR)(_hdpo_outside_trainer)
+
+
+def hyperseyes_section(config, name: str):
+    section = OmegaConf.select(config, f"hyperseyes.{name}", default=None)
+    return OmegaConf.to_container(section, resolve=True) if section is not None else None
+
+
+class HDPOTwoSurrogateLoss:
+    """Actor loss for `hyperseyes.hdpo.combine=two_surrogate`: verl's loss on `advantages` (= w_acc*A_acc,
+    plus the OPD term) + w_tool * the same policy surrogate on the `hdpo_tool_advantages` column.
+
+    The clipped surrogate is positively homogeneous in A, so L(w_acc*A_acc) = w_acc*L(A_acc): the sum is
+    exactly Metis' w_acc*L(A_acc) + w_tool*L(A_tool); entropy / KL / distillation terms are counted once."""
+
+    def __init__(self, base_loss_fn, actor_config, w_tool: float):
+        self.base_loss_fn, self.actor_config, self.w_tool = base_loss_fn, actor_config, float(w_tool)
+
+    def __call__(self, model_output, data: TensorDict, dp_group=None):
+        loss, metrics = self.base_loss_fn(model_output=model_output, data=data, dp_group=dp_group)
+        if "hdpo_tool_advantages" not in data.keys():
+            raise ValueError("combine=two_surrogate needs the hdpo_tool_advantages column written by "
+                             f"{TRAINER_NAME}'s advantage step")
+        cfg = self.actor_config
+        fields = ["response_mask", "old_log_probs", "hdpo_tool_advantages"]
+        if "rollout_is_weights" in data.keys():
+            fields.append("rollout_is_weights")
+        d = data.select(*fields).to_padded_tensor()
+        policy_loss_fn = get_policy_loss_fn(cfg.policy_loss.get("loss_mode", "vanilla"))
+        tool_loss, _ = policy_loss_fn(
+            old_log_prob=d["old_log_probs"], log_prob=no_padding_2_padding(model_output["log_probs"], data),
+            advantages=d["hdpo_tool_advantages"], response_mask=d["response_mask"].bool(),
+            loss_agg_mode=cfg.loss_agg_mode, config=cfg, rollout_is_weights=d.get("rollout_is_weights", None))
+        metrics["hdpo/tool_pg_loss"] = float(tool_loss.detach())
+        return loss + self.w_tool * tool_loss, metrics
+
+
+class HyperEyesTrainer(PPOTrainerSync):
+    def __init__(self, config):
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = "sync"
+        super().__init__(config)
+        self.opd_config = OPDConfig.from_mapping(hyperseyes_section(config, "opd"))
+        self.hdpo_config = HDPOConfig.from_mapping(hyperseyes_section(config, "hdpo"))
+
+    # ------------------------------------------------------------------ hooks
+    def on_init_end(self):
+        super().on_init_end()
+        from hyperseyes_verl.verl import trace_state
+
+        self._pending_sync_metrics = {**(getattr(self, "_pending_sync_metrics", None) or {}),
+                                      **trace_state.restore(self.config, self.global_steps)}
+        if self.config.algorithm.adv_estimator == HDPO_ESTIMATOR and self.hdpo_config.combine == "two_surrogate":
+            self._install_two_surrogate_loss()
+
+    def on_step_end(self):
+        super().on_step_end()
+        if self.steps_per_epoch > 0 and self.global_steps % self.steps_per_epoch == 0:
+            from hyperseyes_verl.verl import trace_state
+
+            epoch = self.global_steps // self.steps_per_epoch - 1  # 0-based: the epoch that just ended
+            metrics = trace_state.on_epoch_end(self.config, epoch, global_step=self.global_steps)
+            # merged into this step's logged metrics by fit() (_consume_sync_metrics)
+            self._pending_sync_metrics = {**(getattr(self, "_pending_sync_metrics", None) or {}), **metrics}
+
+    def _install_two_surrogate_loss(self):
+        from verl.trainer.distillation import distillation_ppo_loss, is_distillation_enabled
+        from verl.utils.config import omega_conf_to_dataclass
+        from verl.workers.utils.losses import ppo_loss
+
+        actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        if is_distillation_enabled(self.config.get("distillation")):
+            base = partial(distillation_ppo_loss, config=actor_config,
+                           distillation_config=omega_conf_to_dataclass(self.config.distillation))
+        else:
+            base = partial(ppo_loss, config=actor_config)
+        self.actor_rollout_wg.set_loss_fn(HDPOTwoSurrogateLoss(base, actor_config, self.hdpo_config.w_tool))
+
+    # ------------------------------------------------------------------ advantage step
+    def _distillation_enabled(self) -> bool:
+        return bool(OmegaConf.select(self.config, "distillation.enabled", default=False))
+
+    def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
+        """Mirror of verl's PPOTrainer._compute_advantage (0.9.1) with the HyperEyes steps (a)-(c)."""
+        raw = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                              select_fields=BASE_FIELDS + ["extra_fields"])
+        response_mask = raw["response_mask"]
+        extra_fields = list(raw.pop("extra_fields").tolist())
+        infos = unwrap_infos(extra_fields)
+        data = DataProto(batch=raw.to_padded_tensor())
+        data.batch["token_level_scores"] = data.batch["rm_scores"]
+        data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
+
+        algo = self.config.algorithm
+        if algo.use_kl_in_reward:
+            data, kl_metrics = apply_kl_penalty(data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=algo.kl_penalty)
+            metrics.update(kl_metrics)
+        else:
+            data.batch["token_level_rewards"] = data.batch["token_level_scores"]
+
+        rollout_corr_config = algo.get("rollout_correction", None)
+        bypass = rollout_corr_config and rollout_corr_config.get("bypass_mode", False)
+        rollout_correction = rollout_corr_config is not None and "rollout_log_probs" in data.batch and not bypass
+        if rollout_correction:
+            data, is_metrics = compute_rollout_correction_and_add_to_batch(data, rollout_corr_config)
+            metrics.update(is_metrics)
+
+        distill = self._distillation_enabled() and self.opd_config.enabled
+        teacher_logp = teacher_valid = None
+        if distill:
+            t = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                select_fields=["teacher_logprobs", "teacher_ids", "prompts"])
+            teacher_logp, teacher_valid = teacher_response_logprobs(
+                t["teacher_logprobs"].unbind(), t["teacher_ids"].unbind(), t["prompts"].offsets().diff().tolist(),
+                data.batch["response_mask"])
+            metrics.update(teacher_status_metrics(extra_fields))
+            metrics["opd/teacher_valid_frac"] = float(teacher_valid.float().mean())
+
+        group_scores_fn = None
+        trace_mode = OmegaConf.select(self.config, "hyperseyes.trace.mode", default="paper")
+        if trace_mode == "official":
+            from hyperseyes_verl.trace.official import official_group_scores as group_scores_fn
+
+        result = assemble_advantages(
+            data, batch.keys, infos,
+            adv_estimator=str(algo.adv_estimator),
+            verl_advantage_fn=lambda d: compute_advantage_for_multi_trajectories(
+                d, batch_keys=batch.keys, adv_estimator=algo.adv_estimator, gamma=algo.gamma, lam=algo.lam,
+                num_repeat=self.config.actor_rollout_ref.rollout.n,
+                norm_adv_by_std_in_grpo=algo.get("norm_adv_by_std_in_grpo", True), config=algo),
+            trace_mode=trace_mode, group_scores_fn=group_scores_fn, hdpo_cfg=self.hdpo_config,
+            opd_cfg=self.opd_config, distillation_enabled=distill,
+            teacher_logp_BT=teacher_logp, teacher_valid_B=teacher_valid)
+        metrics.update(result.metrics)
+
+        out = {"advantages": result.advantages_BT, "returns": result.returns_BT}
+        if algo.use_kl_in_reward or trace_mode == "official":
+            out["token_level_rewards"] = result.token_level_rewards_BT
+        if rollout_correction:
+            out["response_mask"] = data.batch["response_mask"]
+            if "rollout_is_weights" in data.batch:
+                out["rollout_is_weights"] = data.batch["rollout_is_weights"]
+        out.update(result.token_columns)
+        nested = {k: response_to_nested(v, response_mask) for k, v in out.items()}
+        nested.update(result.sample_columns)
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
+                               fields=TensorDict(nested, batch_size=len(batch)))
+
+
+if TRAINER_REGISTRY.get(TRAINER_NAME) is None:
+    register_trainer(TRAINER_NAME)(HyperEyesTrainer)

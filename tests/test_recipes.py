@@ -1,0 +1,196 @@
+"""Dry-run validation of the shipped two-stage recipes (recipes/*.yaml) on a CPU box, and of deliberately
+broken variants: each must fail with a message naming the offending key or file."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from hyperseyes_verl.recipes.validate import ValidateOptions, validate_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+AGENT_LOOP_YAML = ROOT / "hyperseyes_verl" / "verl" / "agent_loop.yaml"
+
+
+def _png(color=(200, 30, 30), size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_rl_parquet(path: Path, n: int = 4, drop: tuple[str, ...] = (), drop_extra: tuple[str, ...] = ()) -> str:
+    extra = {"index": 0, "split": "train", "question": "q", "answers": ["a"], "ref_rounds": 1, "ref_searches": 2,
+             "entity_count": 1, "domain": "d"}
+    rows = [{
+        "data_source": "hyperseyes_demo",
+        "prompt": [{"role": "user", "content": "<image>Who is shown?"}],
+        "images": [{"bytes": _png()}],
+        "reward_model": {"style": "rule", "ground_truth": "a"},
+        "agent_name": "hyperseyes_agent",
+        "extra_info": {k: (i if k == "index" else v) for k, v in extra.items() if k not in drop_extra},
+    } for i in range(n)]
+    rows = [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return str(path)
+
+
+def write_sft_parquet(path: Path, n: int = 2) -> str:
+    messages = [
+        {"role": "user", "content": "<image>Which landmark is this?"},
+        {"role": "assistant", "content": '<reason>search it</reason><tool_call>{"name": "image_search", '
+                                         '"arguments": {"image_id": "img_0"}}</tool_call>'},
+        {"role": "user", "content": "<image>result: Eiffel Tower"},
+        {"role": "assistant", "content": "<reason>found</reason><answer>Eiffel Tower</answer>"},
+    ]
+    rows = [{"messages": messages, "images": [{"bytes": _png(size=(900, 700))}, {"bytes": _png((0, 90, 0))}]}
+            for _ in range(n)]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_qwen25_dir):
+    d = tmp_path_factory.mktemp("recipes")
+    (d / "index").mkdir()
+    return {
+        "model": tiny_qwen25_dir,
+        "train": write_rl_parquet(d / "rl_train.parquet"),
+        "val": write_rl_parquet(d / "rl_val.parquet", n=2),
+        "no_agent_name": write_rl_parquet(d / "rl_no_agent.parquet", drop=("agent_name",)),
+        "no_ref": write_rl_parquet(d / "rl_no_ref.parquet", drop_extra=("ref_rounds",)),
+        "sft": write_sft_parquet(d / "sft.parquet"),
+        "index": str(d / "index"),
+        "dir": d,
+    }
+
+
+def rl_overrides(files, **changes) -> tuple[str, ...]:
+    base = {
+        "actor_rollout_ref.model.path": files["model"],
+        "data.train_files": files["train"],
+        "data.val_files": files["val"],
+        "distillation.teacher_models.teacher_model.model_path": files["model"],
+        "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(AGENT_LOOP_YAML),
+        "hyperseyes.agent_loop.backend.index_dir": files["index"],
+    }
+    base.update(changes)
+    return tuple(f"{k}={v}" for k, v in base.items() if v is not ...)
+
+
+def validate_rl(files, *extra: str, allow_missing_models=False, **changes):
+    return validate_recipe(ValidateOptions(stage="rl", config=RECIPES / "stage2_rl_30b.yaml",
+                                           overrides=rl_overrides(files, **changes) + extra,
+                                           allow_missing_models=allow_missing_models))
+
+
+def test_shipped_rl_recipe_passes(files):
+    report = validate_rl(files)
+    assert report.ok, report.render()
+    plan = dict(report.plan)
+    assert plan["batch"].startswith("32 prompts × n=8 = 256 trajectories")
+    assert "hyperseyes_sync" in plan["trainer"] and "k1_failed_only" in plan["OPD"]
+    assert "4 rows" in plan["train data"] and "trainer 2×8 = 16" in plan["GPUs"] and "total 24" in plan["GPUs"]
+
+
+def test_small_preset_rl_recipe_passes(files):
+    report = validate_recipe(ValidateOptions(stage="rl", config=RECIPES / "stage2_rl_small.yaml",
+                                             overrides=rl_overrides(files), total_gpus=8))
+    assert report.ok, report.render()
+
+
+# Broken variants: use a non-existent model with --allow-missing-models so each case stays fast and only the
+# intended problem fires; each message must name the bad key / value.
+BROKEN_RL = [
+    ("wrong _target_", {"actor_rollout_ref.actor.optim._target_": "verl.workers.config.NoSuchOptimizerConfig"},
+     "import", "NoSuchOptimizerConfig"),
+    ("missing data file", {"data.train_files": "/nonexistent/rl_train.parquet"}, "data", "/nonexistent/rl_train.parquet"),
+    ("unknown estimator", {"algorithm.adv_estimator": "no_such_estimator"}, "algorithm", "no_such_estimator"),
+    ("unknown trainer mode", {"trainer.v1.trainer_mode": "no_such_mode"}, "trainer", "no_such_mode"),
+    ("missing teacher", {"distillation.teacher_models.teacher_model.model_path": "null"}, "distillation",
+     "TEACHER_PATH"),
+    ("unknown distillation loss", {"distillation.distillation_loss.loss_mode": "no_such_loss"}, "distillation",
+     "no_such_loss"),
+    ("teacher pool mismatch", {"distillation.distillation_loss.loss_mode": "k3",
+                               "distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size": 3},
+     "distillation", "divide"),
+    ("parallel calls dropped", {"actor_rollout_ref.rollout.multi_turn.max_parallel_calls": 1}, "rollout",
+     "max_parallel_calls = 1"),
+    ("TP across nodes", {"actor_rollout_ref.rollout.tensor_model_parallel_size": 16}, "gpus",
+     "tensor_model_parallel_size = 16"),
+    ("mini-batch not dividing", {"actor_rollout_ref.actor.ppo_mini_batch_size": 24}, "batch", "ppo_mini_batch_size = 24"),
+    ("missing index", {"hyperseyes.agent_loop.backend.index_dir": "/nonexistent/index"}, "search", "/nonexistent/index"),
+    ("unset model", {"actor_rollout_ref.model.path": "null"}, "unset", "MODEL_PATH"),
+]
+
+
+@pytest.mark.parametrize("name,changes,check,needle", BROKEN_RL, ids=[c[0] for c in BROKEN_RL])
+def test_broken_rl_variants_fail_clearly(files, name, changes, check, needle):
+    changes = {"actor_rollout_ref.model.path": "/nonexistent/model", **changes}
+    if "distillation.teacher_models.teacher_model.model_path" not in changes:
+        changes["distillation.teacher_models.teacher_model.model_path"] = "/nonexistent/teacher"
+    report = validate_rl(files, allow_missing_models=True, **changes)
+    assert not report.ok
+    found = report.messages(check)
+    assert any(needle in m for m in found), report.render()
+
+
+def test_bad_model_path_fails(files):
+    report = validate_rl(files, **{"actor_rollout_ref.model.path": "/nonexistent/model"})
+    assert any("'/nonexistent/model' does not exist" in m for m in report.messages("model")), report.render()
+
+
+def test_missing_columns_fail(files):
+    report = validate_rl(files, allow_missing_models=True, **{
+        "actor_rollout_ref.model.path": "/x", "distillation.teacher_models.teacher_model.model_path": "/y",
+        "data.train_files": files["no_agent_name"], "data.val_files": files["no_ref"]})
+    msgs = report.messages("data")
+    assert any("lacks column(s) ['agent_name']" in m for m in msgs), report.render()
+    assert any("'extra_info' lacks field(s) ['ref_rounds']" in m for m in msgs), report.render()
+
+
+def test_web_backend_without_key_fails(files, monkeypatch):
+    monkeypatch.delenv("SERPER_API_KEY", raising=False)
+    report = validate_rl(files, "hyperseyes.agent_loop.backend={type:serper}",
+                         allow_missing_models=True, **{"actor_rollout_ref.model.path": "/x",
+                         "distillation.teacher_models.teacher_model.model_path": "/y",
+                         "hyperseyes.agent_loop.backend.index_dir": ...,
+                         "hyperseyes.recipe.required": "[actor_rollout_ref.model.path]"})
+    assert any("SERPER_API_KEY" in m for m in report.messages("search")), report.render()
+    monkeypatch.setenv("SERPER_API_KEY", "test-key")
+    report = validate_rl(files, "hyperseyes.agent_loop.backend={type:serper}",
+                         allow_missing_models=True, **{"actor_rollout_ref.model.path": "/x",
+                         "distillation.teacher_models.teacher_model.model_path": "/y",
+                         "hyperseyes.agent_loop.backend.index_dir": ...,
+                         "hyperseyes.recipe.required": "[actor_rollout_ref.model.path]"})
+    assert not report.messages("search"), report.render()
+
+
+def test_unknown_override_key_fails_compose(files):
+    report = validate_rl(files, "actor_rollout_ref.rollout.no_such_key=1")
+    assert report.messages("compose") and "no_such_key" in report.messages("compose")[0]
+
+
+def sft_options(files, config="stage1_sft_30b.yaml", *extra: str) -> ValidateOptions:
+    overrides = (f"model.path={files['model']}", f"data.train_files={files['sft']}") + extra
+    return ValidateOptions(stage="sft", config=RECIPES / config, overrides=overrides)
+
+
+@pytest.mark.parametrize("config", ["stage1_sft_30b.yaml", "stage1_sft_small.yaml"])
+def test_shipped_sft_recipes_pass(files, config):
+    report = validate_recipe(sft_options(files, config))
+    assert report.ok, report.render()
+    lora = dict(report.plan)["LoRA"]
+    assert "r=8 α=32" in lora and " 0 vision-tower linears" in lora
+
+
+def test_sft_lora_on_vision_tower_and_bad_batch_fail(files):
+    report = validate_recipe(sft_options(files, "stage1_sft_30b.yaml", "model.exclude_modules=null",
+                                         "data.train_batch_size=7"))
+    assert any("vision-tower linear layers" in m for m in report.messages("lora")), report.render()
+    assert any("train_batch_size = 7" in m for m in report.messages("batch")), report.render()

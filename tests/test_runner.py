@@ -1,0 +1,116 @@
+"""The OpenAI-compatible client and the episode runner, against the local fake server."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from hyperseyes_verl.agent.openai_client import EndpointConfig, EndpointError, OpenAIChatClient
+from hyperseyes_verl.agent.runner import CHARS_PER_TOKEN, SamplingParams, run_episode
+from hyperseyes_verl.search.base import Hit, InMemoryBackend
+from hyperseyes_verl.ugs.environment import SearchEnvironment
+from hyperseyes_verl.ugs.types import UGSConfig
+from openai_fake_server import EpisodeScript, FakeChatServer, Reply, n_images
+
+SEARCH = ('<reason>find both</reason><tool_call>{"name": "image_search", "arguments": {"image_id": "img_0", '
+          '"area": [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]}}</tool_call>'
+          '<tool_call>{"name": "text_search", "arguments": {"input": ["red tower height"]}}</tool_call>')
+ANSWER = "<reason>done</reason><answer>Red Tower</answer>"
+
+
+def _client(srv: FakeChatServer, **kw) -> OpenAIChatClient:
+    return OpenAIChatClient(EndpointConfig(base_url=srv.base_url, max_attempts=3, backoff_s=0, timeout_s=5, **kw))
+
+
+def _backend() -> InMemoryBackend:
+    return InMemoryBackend(text={"tower": [Hit("Red Tower", "Red Tower rises 300 metres.", score=0.9)]},
+                           image_fn=lambda im: [Hit(f"crop {im.width}x{im.height}", "an emblem", score=1.0)])
+
+
+async def test_episode_record_rounds_images_and_tokens():
+    image = Image.new("RGB", (200, 100), (200, 30, 30))
+    with FakeChatServer(EpisodeScript({"tallest": [[SEARCH, Reply(ANSWER, completion_tokens=7)]]})) as srv:
+        async with _client(srv) as client:
+            env = SearchEnvironment(_backend(), "Which is tallest?", [image], UGSConfig(max_tool_rounds=2, max_turns=3))
+            rec = await run_episode(client, "teacher", env, "Which is tallest?", [image], SamplingParams(seed=3))
+        first, second = srv.requests
+    assert rec.answer == "Red Tower" and rec.finish_reason == "answer"
+    assert rec.tool_rounds == 1 and rec.searches == 3 and rec.rounds[0]["crops_ok"] == 2
+    assert [m["role"] for m in rec.messages] == ["system", "user", "assistant", "user", "assistant"]
+    # input image + two crops, referenced (not inlined) in the saved messages
+    assert len(rec.images) == 3 and rec.images[1].size == (100, 100)
+    refs = [b["ref"] for m in rec.messages if isinstance(m["content"], list)
+            for b in m["content"] if b.get("type") == "image"]
+    assert refs == [0, 1, 2]
+    json.dumps(rec.to_dict())  # serialisable
+    assert rec.generated_tokens == len(SEARCH.split()) + 7 and not rec.tokens_estimated
+    # wire format: images as data URLs; the observation went back as one user message with the crops
+    assert n_images(first) == 1 and n_images(second) == 3
+    assert second["messages"][-1]["role"] == "user" and "image_search" in second["messages"][0]["content"]
+    assert first["seed"] == 3 and first["temperature"] == 0.0 and first["max_tokens"] == 1524
+
+
+async def test_missing_usage_falls_back_to_estimate():
+    with FakeChatServer(lambda req: Reply(ANSWER, completion_tokens=None)) as srv:
+        async with _client(srv) as client:
+            env = SearchEnvironment(_backend(), "q?", [], UGSConfig())
+            rec = await run_episode(client, "m", env, "q?", [])
+    assert rec.tokens_estimated and rec.generated_tokens == math.ceil(len(ANSWER) / CHARS_PER_TOKEN)
+
+
+async def test_server_errors_are_retried_then_recorded_not_raised():
+    calls = {"n": 0}
+
+    def flaky(req):
+        calls["n"] += 1
+        return Reply(status=503) if calls["n"] <= 2 else Reply(ANSWER)
+
+    with FakeChatServer(flaky) as srv:
+        async with _client(srv) as client:
+            reply = await client.chat("m", [{"role": "user", "content": "hi"}])
+    assert reply.text == ANSWER and reply.attempts == 3
+
+    with FakeChatServer(lambda req: Reply(status=500)) as srv:
+        async with _client(srv) as client:
+            env = SearchEnvironment(_backend(), "q?", [], UGSConfig())
+            rec = await run_episode(client, "m", env, "q?", [])
+        assert len(srv.requests) == 3  # max_attempts
+    assert rec.finish_reason == "endpoint_error" and rec.answer is None
+    assert rec.endpoint_errors[0]["kind"] == "server_error" and rec.endpoint_errors[0]["status"] == 500
+
+
+async def test_client_errors_are_not_retried_and_timeouts_are_typed():
+    with FakeChatServer(lambda req: Reply(status=400)) as srv:
+        async with _client(srv) as client:
+            with pytest.raises(EndpointError) as err:
+                await client.chat("m", [{"role": "user", "content": "hi"}])
+        assert len(srv.requests) == 1
+    assert err.value.kind == "http_status" and not err.value.retryable
+    with FakeChatServer(lambda req: Reply(ANSWER, delay_s=1.0)) as srv:
+        client = OpenAIChatClient(EndpointConfig(base_url=srv.base_url, max_attempts=2, backoff_s=0, timeout_s=0.2))
+        with pytest.raises(EndpointError) as err:
+            await client.chat("m", [{"role": "user", "content": "hi"}])
+        await client.aclose()
+        assert len(srv.requests) == 2
+    assert err.value.kind == "timeout"
+
+
+async def test_api_key_comes_from_the_named_env_var(monkeypatch):
+    seen = {}
+
+    def responder(req):
+        return Reply(ANSWER)
+
+    with FakeChatServer(responder) as srv:
+
+        @srv.app.middleware("http")
+        async def grab(request, call_next):  # noqa: ANN001
+            seen["auth"] = request.headers.get("authorization")
+            return await call_next(request)
+
+        monkeypatch.setenv("MY_KEY", "sk-test")
+        async with OpenAIChatClient(EndpointConfig(base_url=srv.base_url, api_key_env="MY_KEY")) as client:
+            await client.chat("m", [{"role": "user", "content": "hi"}])
+    assert seen["auth"] == "Bearer sk-test"

@@ -1,0 +1,140 @@
+"""Image registry: official id semantics, clamping, rejection kinds, resize, RGB."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from PIL import Image
+
+from hyperseyes_verl.ugs.images import ImageRegistry, fit_long_side, validate_box
+from hyperseyes_verl.ugs.types import UGSConfig
+
+QUADRANTS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]  # top-left, top-right, bottom-left, bottom-right
+
+
+def quadrant_image(w: int = 200, h: int = 100, mode: str = "RGB") -> Image.Image:
+    im = Image.new("RGB", (w, h))
+    for i, colour in enumerate(QUADRANTS):
+        x, y = (i % 2) * w // 2, (i // 2) * h // 2
+        im.paste(colour, (x, y, x + w // 2, y + h // 2))
+    return im.convert(mode)
+
+
+def test_inputs_are_img_0_to_n_minus_1_and_crops_take_the_next_ids():
+    reg = ImageRegistry([quadrant_image(), quadrant_image()])
+    assert reg.ids == ["img_0", "img_1"]
+    first = reg.crop("img_1", [0, 0, 0.5, 0.5])
+    second = reg.crop("img_0", [0.5, 0.5, 1, 1])
+    assert (first.image_id, second.image_id) == ("img_2", "img_3")
+    assert reg.ids == ["img_0", "img_1", "img_2", "img_3"] and reg.get("img_3") is second.image
+
+
+def test_failed_crop_consumes_its_id_and_explains_itself_later():
+    reg = ImageRegistry([quadrant_image()])
+    bad = reg.crop("img_0", [0.6, 0.1, 0.2, 0.9])
+    good = reg.crop("img_0", [0, 0, 0.5, 0.5])
+    assert not bad.ok and bad.image_id == "img_1" and good.image_id == "img_2"
+    assert "img_1" not in reg and "img_2" in reg
+    with pytest.raises(KeyError, match="crop that failed"):
+        reg.get("img_1")
+    with pytest.raises(KeyError, match="known ids: img_0, img_2"):
+        reg.get("img_9")
+
+
+def test_crop_content_matches_the_normalized_box():
+    reg = ImageRegistry([quadrant_image(200, 100)])
+    for i, box in enumerate([[0, 0, 0.5, 0.5], [0.5, 0, 1, 0.5], [0, 0.5, 0.5, 1], [0.5, 0.5, 1, 1]]):
+        crop = reg.crop("img_0", box)
+        assert crop.image.size == (100, 50)
+        assert set(crop.image.getdata()) == {QUADRANTS[i]}
+
+
+def test_crop_of_a_crop():
+    reg = ImageRegistry([quadrant_image(200, 100)])
+    top = reg.crop("img_0", [0, 0, 1, 0.5])
+    right = reg.crop(top.image_id, [0.5, 0, 1, 1])
+    assert right.source_id == "img_1" and set(right.image.getdata()) == {QUADRANTS[1]}
+
+
+def test_out_of_range_values_are_clamped_to_the_image():
+    reg = ImageRegistry([quadrant_image(200, 100)])
+    crop = reg.crop("img_0", [-0.5, -1, 0.5, 2])
+    assert crop.ok and crop.box == (0.0, 0.0, 0.5, 1.0) and crop.image.size == (100, 100)
+
+
+@pytest.mark.parametrize("box,kind", [
+    ([0, 0, 1], "bad_box_arity"),
+    ([0, 0, 1, 1, 1], "bad_box_arity"),
+    ("0,0,1,1", "bad_box_arity"),
+    (None, "bad_box_arity"),
+    ([[0, 0, 1, 1]], "bad_box_arity"),
+    (["0", 0, 1, 1], "bad_box_value"),
+    ([True, 0, 1, 1], "bad_box_value"),
+    ([0, None, 1, 1], "bad_box_value"),
+    ([0, 0, math.nan, 1], "bad_box_nonfinite"),
+    ([0, 0, 1, math.inf], "bad_box_nonfinite"),
+    ([0, 0, 10**400, 1], "bad_box_nonfinite"),
+    ([0.5, 0, 0.5, 1], "bad_box_inverted"),
+    ([0, 0.7, 1, 0.3], "bad_box_inverted"),
+    ([1.2, 0, 1.5, 1], "bad_box_inverted"),  # clamps to x1 = x2 = 1
+    ([0.1, 0.1, 0.1001, 0.5], "crop_too_small"),
+])
+def test_rejections_have_a_kind_and_a_reason(box, kind):
+    reg = ImageRegistry([quadrant_image(200, 100)])
+    crop = reg.crop("img_0", box)
+    assert not crop.ok and crop.error_kind == kind and crop.reason
+    assert crop.image_id == "img_1" and reg.next_id() == "img_2"  # the id was consumed
+
+
+def test_pixel_coordinates_get_a_hint():
+    _, kind, reason = validate_box([100, 200, 500, 600], 1000, 1000, 2)
+    assert kind == "bad_box_inverted" and "not pixels or 0-1000" in reason
+
+
+def test_min_crop_px_is_configurable():
+    box = [0, 0, 0.04, 0.5]  # 8 px wide of 200
+    assert ImageRegistry([quadrant_image()], UGSConfig(min_crop_px=8)).crop("img_0", box).ok
+    assert ImageRegistry([quadrant_image()], UGSConfig(min_crop_px=9)).crop("img_0", box).error_kind == "crop_too_small"
+
+
+def test_crops_are_resized_to_the_long_side_limit_and_never_upscaled():
+    reg = ImageRegistry([quadrant_image(1200, 600)], UGSConfig(crop_max_side=400))
+    assert reg.crop("img_0", [0, 0, 1, 1]).image.size == (400, 200)
+    assert reg.crop("img_0", [0, 0, 0.1, 0.1]).image.size == (120, 60)
+    assert fit_long_side(Image.new("RGB", (12, 4000)), 1000).size == (3, 1000)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "P", "CMYK"])
+def test_crops_are_rgb(mode):
+    crop = ImageRegistry([quadrant_image(mode=mode)]).crop("img_0", [0, 0, 1, 1])
+    assert crop.image.mode == "RGB"
+
+
+def test_registry_rejects_non_images_clearly():
+    with pytest.raises(TypeError, match=r"images\[1\] must be a PIL.Image.Image, got bytes"):
+        ImageRegistry([quadrant_image(), b"png"])
+
+
+def test_planned_crop_takes_its_id_before_the_pixels_are_cut():
+    reg = ImageRegistry([quadrant_image()])
+    planned = reg.plan_crop("img_0", [0, 0, 0.5, 0.5])
+    assert planned.image_id == "img_1" and planned.image is None and planned.error_kind is None
+    assert "img_1" not in reg and reg.n_assigned == 2
+    with pytest.raises(KeyError, match="still being made"):
+        reg.get("img_1")
+    assert reg.cut(planned).ok and reg.get("img_1") is planned.image
+
+
+def truncated_png() -> Image.Image:
+    import io
+
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, format="PNG")
+    return Image.open(io.BytesIO(buf.getvalue()[:200]))  # header parses; pixel data is cut
+
+
+def test_undecodable_source_fails_the_crop_not_the_caller():
+    reg = ImageRegistry([truncated_png()])
+    crop = reg.crop("img_0", [0, 0, 1, 1])
+    assert not crop.ok and crop.error_kind == "crop_error" and "could not be cropped" in crop.reason
+    assert "img_1" not in reg
