@@ -104,51 +104,51 @@ def test_small_preset_rl_recipe_passes(files):
     assert report.ok, report.render()
 
 
-# Broken variants: use a non-existent model with --allow-missing-models so each case stays fast and only the
-# intended problem fires; each message must name the bad key / value.
-BROKEN_RL = [
-    ("wrong _target_", {"actor_rollout_ref.actor.optim._target_": "verl.workers.config.NoSuchOptimizerConfig"},
-     "import", "NoSuchOptimizerConfig"),
-    ("missing data file", {"data.train_files": "/nonexistent/rl_train.parquet"}, "data", "/nonexistent/rl_train.parquet"),
-    ("unknown estimator", {"algorithm.adv_estimator": "no_such_estimator"}, "algorithm", "no_such_estimator"),
-    ("unknown trainer mode", {"trainer.v1.trainer_mode": "no_such_mode"}, "trainer", "no_such_mode"),
-    ("missing teacher", {"distillation.teacher_models.teacher_model.model_path": "null"}, "distillation",
-     "TEACHER_PATH"),
-    ("unknown distillation loss", {"distillation.distillation_loss.loss_mode": "no_such_loss"}, "distillation",
-     "no_such_loss"),
-    ("teacher pool mismatch", {"distillation.distillation_loss.loss_mode": "k3",
-                               "distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size": 3},
-     "distillation", "divide"),
-    ("parallel calls dropped", {"actor_rollout_ref.rollout.multi_turn.max_parallel_calls": 1}, "rollout",
-     "max_parallel_calls = 1"),
-    ("TP across nodes", {"actor_rollout_ref.rollout.tensor_model_parallel_size": 16}, "gpus",
-     "tensor_model_parallel_size = 16"),
-    ("mini-batch not dividing", {"actor_rollout_ref.actor.ppo_mini_batch_size": 24}, "batch", "ppo_mini_batch_size = 24"),
-    ("missing index", {"hyperseyes.agent_loop.backend.index_dir": "/nonexistent/index"}, "search", "/nonexistent/index"),
-    ("unset model", {"actor_rollout_ref.model.path": "null"}, "unset", "MODEL_PATH"),
-]
+# Broken variants. The checks are independent, so several faults go into one validation (keeps the suite fast)
+# and each must be reported with a message naming the bad key / value. A non-existent model with
+# --allow-missing-models keeps verl's tokenizer loading out of these runs.
+BROKEN_RL_GROUPS = {
+    "targets, registries, rollout": [
+        ("actor_rollout_ref.actor.optim._target_", "verl.workers.config.NoSuchOptimizerConfig", "import",
+         "NoSuchOptimizerConfig"),
+        ("algorithm.adv_estimator", "no_such_estimator", "algorithm", "'no_such_estimator' is not a registered"),
+        ("trainer.v1.trainer_mode", "no_such_mode", "trainer", "'no_such_mode' is not registered"),
+        ("actor_rollout_ref.rollout.multi_turn.max_parallel_calls", 1, "rollout", "max_parallel_calls = 1"),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size", 16, "gpus", "tensor_model_parallel_size = 16"),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", 24, "batch", "ppo_mini_batch_size = 24"),
+        ("data.train_files", "/nonexistent/rl_train.parquet", "data", "'/nonexistent/rl_train.parquet' does not exist"),
+        ("hyperseyes.agent_loop.backend.index_dir", "/nonexistent/index", "search", "'/nonexistent/index' does not exist"),
+        ("distillation.distillation_loss.loss_mode", "no_such_loss", "distillation", "'no_such_loss' is not registered"),
+    ],
+    "missing teacher, unset model": [
+        ("distillation.teacher_models.teacher_model.model_path", "null", "distillation", "TEACHER_PATH"),
+        ("actor_rollout_ref.model.path", "null", "unset", "actor_rollout_ref.model.path is required but unset"),
+    ],
+    "teacher pool": [
+        ("distillation.distillation_loss.loss_mode", "k3", None, None),
+        ("distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size", 3, "distillation",
+         "must divide the distillation resource pool"),
+    ],
+}
 
 
-@pytest.mark.parametrize("name,changes,check,needle", BROKEN_RL, ids=[c[0] for c in BROKEN_RL])
-def test_broken_rl_variants_fail_clearly(files, name, changes, check, needle):
-    changes = {"actor_rollout_ref.model.path": "/nonexistent/model", **changes}
-    if "distillation.teacher_models.teacher_model.model_path" not in changes:
-        changes["distillation.teacher_models.teacher_model.model_path"] = "/nonexistent/teacher"
+@pytest.mark.parametrize("group", list(BROKEN_RL_GROUPS))
+def test_broken_rl_variants_fail_clearly(files, group):
+    faults = BROKEN_RL_GROUPS[group]
+    changes = {"actor_rollout_ref.model.path": "/nonexistent/model",
+               "distillation.teacher_models.teacher_model.model_path": "/nonexistent/teacher"}
+    changes.update({key: value for key, value, _, _ in faults})
     report = validate_rl(files, allow_missing_models=True, **changes)
-    assert not report.ok
-    found = report.messages(check)
-    assert any(needle in m for m in found), report.render()
+    for key, _, check, needle in faults:
+        if check is not None:
+            assert any(needle in m for m in report.messages(check)), f"{key}: {needle!r} not in\n{report.render()}"
 
 
-def test_bad_model_path_fails(files):
-    report = validate_rl(files, **{"actor_rollout_ref.model.path": "/nonexistent/model"})
-    assert any("'/nonexistent/model' does not exist" in m for m in report.messages("model")), report.render()
-
-
-def test_missing_columns_fail(files):
-    report = validate_rl(files, allow_missing_models=True, **{
-        "actor_rollout_ref.model.path": "/x", "distillation.teacher_models.teacher_model.model_path": "/y",
+def test_bad_model_path_and_missing_columns_fail(files):
+    report = validate_rl(files, **{
+        "actor_rollout_ref.model.path": "/nonexistent/model", "distillation.teacher_models.teacher_model.model_path": "/y",
         "data.train_files": files["no_agent_name"], "data.val_files": files["no_ref"]})
+    assert any("'/nonexistent/model' does not exist" in m for m in report.messages("model")), report.render()
     msgs = report.messages("data")
     assert any("lacks column(s) ['agent_name']" in m for m in msgs), report.render()
     assert any("'extra_info' lacks field(s) ['ref_rounds']" in m for m in msgs), report.render()

@@ -41,6 +41,25 @@ class FakeRewardWorker:
         return handle.is_remote, refs
 
 
+@ray.remote(num_cpus=0)
+class ConcurrentWorker:
+    async def record_concurrently(self, n: int):
+        import asyncio
+
+        from hyperseyes_verl.trace.shared import get_store
+        from hyperseyes_verl.trace.store import StoreConfig
+
+        handle = get_store(StoreConfig(actor_name="hyp_batch_refs"))
+        infos = await asyncio.gather(*(handle.arecord(f"b/{i}", i % 6, i % 6, True, 1, 1) for i in range(n)))
+        return [i.rounds for i in infos]
+
+
+def test_concurrent_records_are_coalesced_and_answered_in_order(ray_session):
+    # 50 concurrent records from one worker travel as micro-batches; each caller gets its own prompt's reference
+    assert ray.get(ConcurrentWorker.remote().record_concurrently.remote(50)) == [i % 6 for i in range(50)]
+    assert get_store(StoreConfig(actor_name="hyp_batch_refs")).call("summary")["trace/refs_total"] == 50
+
+
 def test_workers_in_several_processes_share_one_actor(ray_session, tmp_path):
     workers = [FakeRewardWorker.remote() for _ in range(2)]
     assert len(set(ray.get([w.pid.remote() for w in workers]))) == 2  # really separate processes

@@ -19,7 +19,7 @@ def _official(rows, ref_tc, ref_total):
                                  [max(r[3], r[2]) for r in rows], [ref_tc] * n, [ref_total] * n)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(group, ref, ref)
 def test_official_wrong_never_beats_correct(rows, ref_tc, ref_total):
     scores = _official(rows, ref_tc, ref_total)
@@ -29,7 +29,7 @@ def test_official_wrong_never_beats_correct(rows, ref_tc, ref_total):
         assert min(correct) > max(others)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(group, ref, ref)
 def test_official_fewer_rounds_never_lower_within_one_category(rows, ref_tc, ref_total):
     """Holds inside the good set and inside the bad set (keys ranked ascending by (tc, total)); across sets and
@@ -42,7 +42,7 @@ def test_official_fewer_rounds_never_lower_within_one_category(rows, ref_tc, ref
                 assert a.score >= b.score
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.integers(0, 12), st.integers(0, 12), st.one_of(st.none(), st.integers(-1, 8)), st.booleans(),
        st.sampled_from([0.0, 0.02, 0.05, 0.1]))
 def test_paper_fewer_rounds_never_scores_lower_and_wrong_never_beats_correct(t1, t2, ref_r, relative, lam):
@@ -59,7 +59,7 @@ events = st.lists(st.one_of(
     st.tuples(st.just("end"))), max_size=60)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(events, st.lists(st.integers(-1, 5), min_size=5, max_size=5), st.integers(0, 2), st.integers(1, 3))
 def test_store_references_are_monotone_and_match_a_brute_force_model(evts, init, warmup, min_correct):
     store = ReferenceStore(StoreConfig(warmup_epochs=warmup, min_correct=min_correct))

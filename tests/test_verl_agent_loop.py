@@ -300,3 +300,68 @@ async def test_agent_loop_worker_generate_sequences(tiny_vl_dir, backend):
     both = DataProto.concat([out, out])  # what the trainer does with batches
     assert len(both) == 4 and list(both.non_tensor_batch["searches_per_round"][3]) == [5]
     assert all(len(part) == 1 for part in both.chunk(4))
+
+
+async def test_observation_merge_without_schemas_gives_the_same_tokens(tiny_vl_dir, backend, monkeypatch):
+    """The loop drops the tool schemas from observation merges after checking once that they cannot matter."""
+    runs = []
+    for needs_tools in (True, False):
+        tokenizer, processor = _tok_proc(tiny_vl_dir)
+        monkeypatch.setattr(hal, "_MERGE_NEEDS_TOOLS", {processor.chat_template: needs_tools})
+        server, _ = server_for(tiny_vl_dir, [T_SEARCH, T_ANSWER])
+        out = await make_loop(tiny_vl_dir, server).run(dict(SAMPLING), raw_prompt=raw_prompt(4), extra_info={},
+                                                        index=0)
+        runs.append((out.prompt_ids, out.response_ids, out.response_mask))
+    assert runs[0] == runs[1]
+    monkeypatch.setattr(hal, "_MERGE_NEEDS_TOOLS", {})
+    server, _ = server_for(tiny_vl_dir, [T_SEARCH, T_ANSWER])
+    out = await make_loop(tiny_vl_dir, server).run(dict(SAMPLING), raw_prompt=raw_prompt(4), extra_info={}, index=0)
+    assert (out.prompt_ids, out.response_ids, out.response_mask) == runs[0]
+    assert hal._MERGE_NEEDS_TOOLS == {processor.chat_template: False}  # decided by the first merge
+
+
+def test_dataset_reads_contract_rows_without_torchvision(tiny_qwen25_dir, tmp_path):
+    import asyncio
+    import io
+
+    import pandas as pd
+    from verl.utils.dataset.rl_dataset import get_dataset_class
+
+    from hyperseyes_verl.verl.dataset import load_image
+
+    def png(seed):
+        buf = io.BytesIO()
+        image(seed).save(buf, format="PNG")
+        return buf.getvalue()
+
+    rows = [{"data_source": "toy", "prompt": [{"role": "user", "content": "img_0: <image>\nQuestion: where?"}],
+             "images": [{"bytes": png(i)}], "agent_name": "hyperseyes_agent",
+             "reward_model": {"style": "rule", "ground_truth": "Paris"},
+             "extra_info": {"index": i, "split": "train", "question": "where?"}} for i in range(2)]
+    path = str(tmp_path / "rl.parquet")
+    pd.DataFrame(rows).to_parquet(path)
+    cfg = _compose(tiny_qwen25_dir)
+    tokenizer, processor = _tok_proc(tiny_qwen25_dir)
+    cls = get_dataset_class(cfg.data)
+    assert cls is HyperEyesDataset
+    data_cfg = OmegaConf.create({**OmegaConf.to_container(cfg.data, resolve=True), "max_prompt_length": 4096,
+                                 "cache_dir": str(tmp_path / "cache"), "filter_overlong_prompts_workers": 1})
+    ds = cls(data_files=path, tokenizer=tokenizer, config=data_cfg, processor=processor)
+    assert len(ds) == 2
+    row = ds[1]
+    assert row["agent_name"] == "hyperseyes_agent" and row["index"] == 1
+    images, videos, _ = asyncio.run(cls.process_multi_modal_info(row["raw_prompt"], 14, data_cfg))
+    assert videos is None and len(images) == 1 and images[0].mode == "RGB"
+    assert np.array_equal(np.asarray(images[0]), np.asarray(image(1)))
+    # the overlong filter counted the HyperEyes schemas: a limit between the bare and the full length drops rows
+    msgs = [{"role": "user", "content": [{"type": "image", "image": image(0)}, {"type": "text", "text": "where?"}]}]
+    bare = processor(text=[processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)],
+                     images=[image(0)])["input_ids"][0]
+    bare = len(bare)
+    assert bare < 200
+    short_cfg = OmegaConf.merge(data_cfg, {"max_prompt_length": 200})
+    assert len(cls(data_files=path, tokenizer=tokenizer, config=short_cfg, processor=processor)) == 0
+    with pytest.raises(ValueError, match="none of 'image', 'bytes', 'path'"):
+        load_image({"url": "x"})
+    with pytest.raises(TypeError, match="unsupported image reference"):
+        load_image(42)

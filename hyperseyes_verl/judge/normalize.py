@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from functools import lru_cache
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 # Unicode punctuation (category P*) and symbols (S*) become spaces; ASCII punctuation too.
@@ -12,11 +13,15 @@ _PUNCT_TABLE = {ord(c): " " for c in string.punctuation}
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
 
 
+@lru_cache(maxsize=65536)  # ground truths repeat across the n rollouts of a prompt
 def normalize_answer(text: str) -> str:
     """NFKC, casefold, drop accents, punctuation and articles, collapse whitespace."""
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text).translate(_PUNCT_TABLE)
+    if text.isascii():  # fast path: no unicode work needed
+        text = text.lower().translate(_PUNCT_TABLE)
+    else:
+        text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+        text = "".join(" " if unicodedata.category(c)[0] in "PS" else c
+                       for c in text if not unicodedata.combining(c)).translate(_PUNCT_TABLE)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

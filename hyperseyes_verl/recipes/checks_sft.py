@@ -169,4 +169,7 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
     lora = check_lora(cfg, model, report)
     if model is not None and files and dataset_ok:
         check_samples(cfg, model, files, check_rows, report)
+    rows = sum(__import__("pyarrow.parquet").parquet.read_metadata(f).num_rows for f in files)
+    if files and rows < batch:
+        report.note(f"data.train_files has {rows} rows, fewer than one global batch ({batch}): 0 training steps")
     report.plan = sft_plan(cfg, files, lora)

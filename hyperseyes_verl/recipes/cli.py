@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="do not require config.json in model paths (e.g. stage-1 output during a dry run)")
     v.add_argument("--total-gpus", type=int, default=None, help="GPUs available; checks the pools fit")
     v.add_argument("--check-rows", type=int, default=2, help="SFT: rows to tokenize with the dataset class")
+    v.add_argument("--no-cpu-stand-in", action="store_true",
+                   help="do not load Qwen-VL processors with the stand-in video processor when torchvision is missing")
     v.add_argument("overrides", nargs="*", help="hydra overrides (key=value), as passed to the trainer")
     m = sub.add_parser("merge-lora", help="merge a LoRA adapter into its base model (stage 1 → stage 2)")
     m.add_argument("--model", required=True, help="base HF checkpoint folder")
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = validate_recipe(ValidateOptions(
         stage=args.stage, config=args.config, overrides=tuple(args.overrides),
-        allow_missing_models=args.allow_missing_models, total_gpus=args.total_gpus, check_rows=args.check_rows))
+        allow_missing_models=args.allow_missing_models, total_gpus=args.total_gpus, check_rows=args.check_rows,
+        cpu_processor_stand_in=not args.no_cpu_stand_in))
     print(report.render())
     return 0 if report.ok else 1

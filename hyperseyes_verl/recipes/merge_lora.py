@@ -6,9 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "chat_template.json", "preprocessor_config.json", "video_preprocessor_config.json",
-                   "processor_config.json", "vocab.json", "merges.txt", "generation_config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
+WRITTEN_BY_SAVE = ("config.json", "generation_config.json")
+
+
+def side_files(model_dir: Path) -> list[Path]:
+    """Tokenizer / processor / chat-template files: everything in the folder except weights and configs."""
+    return [p for p in sorted(model_dir.iterdir()) if p.is_file() and p.name not in WRITTEN_BY_SAVE
+            and not p.name.endswith(WEIGHT_SUFFIXES) and not p.name.startswith(".")]
 
 
 def merge_lora(model_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
@@ -29,7 +34,6 @@ def merge_lora(model_dir: str | Path, adapter_dir: str | Path, out_dir: str | Pa
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
-    for name in PROCESSOR_FILES:  # tokenizer / processor / template travel with the weights
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, out_dir / name)
+    for path in side_files(model_dir):  # tokenizer / processor / template travel with the weights
+        shutil.copy2(path, out_dir / path.name)
     return out_dir

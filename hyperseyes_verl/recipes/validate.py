@@ -23,10 +23,18 @@ class ValidateOptions(BaseModel):
                                        "(e.g. the stage-1 output that does not exist yet during a dry run)")
     total_gpus: int | None = Field(default=None, ge=1, description="GPUs available to the run; None = not checked")
     check_rows: int = Field(default=2, ge=0, description="SFT: rows tokenized with the dataset class (0 = none)")
+    cpu_processor_stand_in: bool = Field(default=True, description="on a box without torchvision, load Qwen-VL "
+                                         "processors with a stand-in video processor so the dry run can check them")
 
 
 def validate_recipe(options: ValidateOptions) -> Report:
     report = Report(stage=options.stage)
+    if options.cpu_processor_stand_in:
+        from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
+
+        if apply_processor_patch():
+            report.note("torchvision is not installed here: Qwen-VL processors were loaded with a stand-in video "
+                        "processor for this dry run; the training machines need torchvision (verl's GPU install has it)")
     try:
         cfg = compose_recipe(options.config, options.overrides)
     except RecipeError as exc:

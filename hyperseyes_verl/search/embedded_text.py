@@ -56,13 +56,13 @@ def read_corpus(path: str | Path) -> Iterable[TextDoc]:
 class TextIndex:
     """An in-memory BM25 index; `search` is thread-safe (read-only numpy work)."""
 
-    def __init__(self, retriever: bm25s.BM25, docs: list[TextDoc]):
+    def __init__(self, retriever: bm25s.BM25, rows: list[list]):
         self.retriever = retriever
-        self.docs = docs
+        self.rows = rows  # [id, title, text, url, image] per document; TextDoc made on demand (fast load)
         self.k1 = float(retriever.k1)
         indptr = retriever.scores["indptr"]
         df = np.diff(indptr).astype(np.float64)  # documents containing each vocabulary token
-        n = len(docs)
+        n = len(rows)
         self._idf = np.log1p((n - df + 0.5) / (df + 0.5))
         self._idf_unknown = math.log1p((n + 0.5) / 0.5)
 
@@ -75,15 +75,18 @@ class TextIndex:
             tokens[0] = ["__empty__"]  # bm25s needs a vocabulary; a corpus of stopwords still loads
         retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
         retriever.index(tokens, show_progress=show_progress)
-        return cls(retriever, docs)
+        return cls(retriever, [[d.id, d.title, d.text, d.url, d.image] for d in docs])
+
+    @property
+    def docs(self) -> list[TextDoc]:
+        return [TextDoc(*r) for r in self.rows]
 
     def save(self, out_dir: str | Path) -> None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.retriever.save(str(out), show_progress=False)
-        rows = [[d.id, d.title, d.text, d.url, d.image] for d in self.docs]
         tmp = out / (_DOCS_FILE + ".tmp")
-        tmp.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json.dumps(self.rows, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, out / _DOCS_FILE)
 
     @classmethod
@@ -91,7 +94,7 @@ class TextIndex:
         d = Path(index_dir)
         retriever = bm25s.BM25.load(str(d), mmap=mmap, show_progress=False, verbosity=0)
         rows = json.loads((d / _DOCS_FILE).read_text(encoding="utf-8"))
-        return cls(retriever, [TextDoc(*r) for r in rows])
+        return cls(retriever, rows)
 
     def search(self, query: str, k: int, min_score: float = 0.0) -> list[tuple[TextDoc, float]]:
         """Up to `k` (document, relevance in [0,1]) pairs with relevance >= `min_score`, best first."""
@@ -111,5 +114,5 @@ class TextIndex:
         for i in top:
             rel = min(1.0, float(scores[i]) / ideal) if ideal > 0 else 0.0
             if scores[i] > 0 and rel >= min_score:
-                out.append((self.docs[int(i)], rel))
+                out.append((TextDoc(*self.rows[int(i)]), rel))
         return out

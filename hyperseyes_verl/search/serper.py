@@ -8,6 +8,7 @@ Lens needs the image as a URL: see `ImageUploadConfig` for what is sent.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from typing import Any
@@ -86,6 +87,14 @@ class SerperBackend:
                 for i in items[:k]]
 
     async def image_search(self, image: Image.Image, k: int) -> list[Hit]:
+        try:  # upload + lens together stay within one total timeout
+            return await asyncio.wait_for(self._image_search(image, k), self.cfg.http.total_timeout_s)
+        except asyncio.TimeoutError:
+            self.client.counts[FailureKind.TIMEOUT.value] += 1
+            raise SearchFailure(FailureKind.TIMEOUT, f"image search (upload + lens) took longer than the total "
+                                                     f"{self.cfg.http.total_timeout_s}s") from None
+
+    async def _image_search(self, image: Image.Image, k: int) -> list[Hit]:
         url = await self.uploader.to_url(image)
         answer = await self.client.post("/lens", {"url": url, **self._extra()})
         try:

@@ -9,6 +9,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,8 @@ def _load(path: str, step: int | None) -> tuple[ReferenceStore, int]:
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(path, os.path.join(tmp, "step_0.npz"))
             loaded = store.load(tmp)
+        m = re.match(r"^step_(\d+)\.npz$", os.path.basename(path))
+        loaded = int(m.group(1)) if (m and loaded is not None) else loaded
     else:
         if not snapshots(path):
             raise SystemExit(f"error: no step_<N>.npz snapshots in {path!r}; point --path at "

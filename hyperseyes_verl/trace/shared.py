@@ -3,11 +3,13 @@
 With Ray initialized the store lives in a named actor (`StoreConfig.actor_name`) that the ~8 reward worker
 processes reach by name; creation is get-or-create (`get_if_exists=True`), so concurrent first calls from
 several workers end up with the same actor. Without Ray (tests, eval, single process) a process-local store
-is used. Both are wrapped in `StoreHandle`, whose async `record` costs one round trip per rollout: the
-observation travels with the lookup, so no second call is needed.
+is used. Both are wrapped in `StoreHandle`. A record carries the observation with the lookup (no second call),
+and on the actor path the records issued concurrently by one worker's event loop are coalesced into one
+`record_many` round trip (micro-batching: whatever is pending when the loop gets to the flush goes together).
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -27,6 +29,8 @@ class StoreHandle:
         if (store is None) == (actor is None):
             raise ValueError("StoreHandle needs exactly one of store / actor")
         self._store, self._actor = store, actor
+        self._pending: list[tuple[tuple, asyncio.Future]] = []
+        self._flush_scheduled = False
 
     @property
     def is_remote(self) -> bool:
@@ -34,9 +38,29 @@ class StoreHandle:
 
     async def arecord(self, key: str, init_rounds: int, init_searches: int, correct: bool, rounds: int,
                       searches: int) -> RefInfo:
+        row = (key, int(init_rounds), int(init_searches), bool(correct), int(rounds), int(searches))
         if self._actor is None:
-            return self._store.record(key, init_rounds, init_searches, correct, rounds, searches)
-        return await self._actor.record.remote(key, init_rounds, init_searches, correct, rounds, searches)
+            return self._store.record(*row)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((row, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self._pending, self._flush_scheduled = self._pending, [], False
+        try:
+            infos = await self._actor.record_many.remote([row for row, _ in batch])
+        except Exception as e:  # every waiter sees the failure (the scorer counts it)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for (_, future), info in zip(batch, infos):
+            if not future.done():
+                future.set_result(info)
 
     async def areference(self, key: str, init_rounds: int, init_searches: int) -> RefInfo:
         if self._actor is None:

@@ -148,6 +148,10 @@ def shared_backend(backend_cfg: dict[str, Any] | None) -> SearchBackend:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+# chat template -> whether appended tool messages tokenize differently when the tool schemas are rendered
+_MERGE_NEEDS_TOOLS: dict[str, bool] = {}
+
+
 def question_of(messages: list[dict], extra_info: dict | None) -> str:
     """`extra_info.question` (docs/CONTRACTS.md §5), else the text of the last user message."""
     q = (extra_info or {}).get("question")
@@ -262,8 +266,7 @@ class HyperEyesAgentLoop(AgentLoopBase):
             obs, new_images, withheld = cap_images(step.observation.messages, room_images, self.max_images)
             self._assert_mm_supported(bool(new_images))
             previous = messages + [{"role": "assistant", "content": text}]
-            merge, new_mask, new_lps = await self.ct_merge_context_msg(
-                previous, previous + obs, runtime_ids, mask, logprobs or None, tools=TOOL_SCHEMAS)
+            merge, new_mask, new_lps = await self._merge_observation(previous, obs, runtime_ids, mask, logprobs)
             if len(new_mask) >= self.response_length:  # the whole observation or nothing: image spans stay whole
                 truncated, cut_reason = True, "length"
                 break
@@ -297,6 +300,25 @@ class HyperEyesAgentLoop(AgentLoopBase):
             metrics=metrics,
             extra_fields=extra,
         )
+
+    async def _merge_observation(self, previous, obs, runtime_ids, mask, logprobs):
+        """`ct_merge_context_msg` for the tool messages, skipping the tool schemas when they cannot matter.
+
+        Continuous Token renders appended tool messages after a synthetic [system, user, assistant] prefix,
+        twice (prefix alone, prefix + messages), and the schemas are part of that system message. Qwen-style
+        templates put tools only there, so the appended tokens are the same without them and each merge
+        is much cheaper. Checked once per chat template by rendering both ways; if they differ, tools stay.
+        """
+        key = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template or ""
+        lps = logprobs or None
+        if key not in _MERGE_NEEDS_TOOLS:
+            with_tools = await self.ct_merge_context_msg(previous, previous + obs, runtime_ids, mask, lps,
+                                                         tools=TOOL_SCHEMAS)
+            without = await self.ct_merge_context_msg(previous, previous + obs, runtime_ids, mask, lps, tools=None)
+            _MERGE_NEEDS_TOOLS[key] = with_tools[0].token_ids != without[0].token_ids
+            return with_tools
+        tools = TOOL_SCHEMAS if _MERGE_NEEDS_TOOLS[key] else None
+        return await self.ct_merge_context_msg(previous, previous + obs, runtime_ids, mask, lps, tools=tools)
 
     @staticmethod
     def _track_server_fields(extra: dict[str, Any], fields: dict[str, Any]) -> None:

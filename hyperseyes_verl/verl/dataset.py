@@ -4,7 +4,8 @@ verl's `RLHFDataset.process_multi_modal_info` imports `qwen_vl_utils`, which imp
 module top; on boxes without torchvision (CPU CI) every multimodal rollout then fails. This class
 takes the PIL images straight out of the chat messages (the `images` column's `{"bytes": png}`
 entries have already been decoded into them by `RLHFDataset._build_messages`) and leaves resizing
-to the processor's own `min_pixels` / `max_pixels`. Select it with
+to the processor's own `min_pixels` / `max_pixels`. Overlong-prompt filtering also counts the HyperEyes tool
+schemas (the agent loop renders them into every prompt). Select it with
 
     data.custom_cls.path=pkg://hyperseyes_verl.verl.dataset data.custom_cls.name=HyperEyesDataset
 """
@@ -54,6 +55,13 @@ def images_in_messages(messages: list[dict]) -> list[Image.Image]:
 
 
 class HyperEyesDataset(RLHFDataset):
+    def maybe_filter_out_long_prompts(self, dataframe=None):
+        if self.tool_schemas is None:  # no verl tool config: the agent loop's own schemas are what gets rendered
+            from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
+
+            self.tool_schemas = TOOL_SCHEMAS
+        return super().maybe_filter_out_long_prompts(dataframe)
+
     @classmethod
     def _process_multi_modal_info(cls, messages, image_patch_size, config):
         if any(isinstance(b, dict) and b.get("type") == "video"

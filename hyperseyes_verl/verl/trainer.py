@@ -120,6 +120,13 @@ class HyperEyesTrainer(PPOTrainerSync):
             # merged into this step's logged metrics by fit() (_consume_sync_metrics)
             self._pending_sync_metrics = {**(getattr(self, "_pending_sync_metrics", None) or {}), **metrics}
 
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        from hyperseyes_verl.verl import trace_state
+
+        # with every verl checkpoint, so a mid-epoch resume keeps this epoch's observations
+        trace_state.save(self.config, self.global_steps)
+
     def _install_two_surrogate_loss(self):
         from verl.trainer.distillation import distillation_ppo_loss, is_distillation_enabled
         from verl.utils.config import omega_conf_to_dataclass
