@@ -94,7 +94,7 @@ def test_placeholders_and_validity():
 
 def test_config_defaults_and_errors():
     c = OPDConfig()
-    assert c.beta == 0.05 and c.mode == "advantage" and c.gate_teacher_calls
+    assert c.beta == 0.05 and c.mode is None and c.gate_teacher_calls
     assert OPDConfig.from_mapping({"beta": 0.1}).beta == 0.1
     with pytest.raises(ValueError, match="betta"):
         OPDConfig.from_mapping({"betta": 0.1})

@@ -94,7 +94,8 @@ def test_shipped_rl_recipe_passes(files):
     assert report.ok, report.render()
     plan = dict(report.plan)
     assert plan["batch"].startswith("32 prompts × n=8 = 256 trajectories")
-    assert "hyperseyes_sync" in plan["trainer"] and "k1_failed_only" in plan["OPD"]
+    assert "hyperseyes_sync" in plan["trainer"] and "official advantage shaping, β 0.05" in plan["OPD"]
+    assert "gated" in plan["OPD"]
     assert "4 rows" in plan["train data"] and "trainer 2×8 = 16" in plan["GPUs"] and "total 24" in plan["GPUs"]
 
 
@@ -123,9 +124,10 @@ BROKEN_RL_GROUPS = {
     "missing teacher, unset model": [
         ("distillation.teacher_models.teacher_model.model_path", "null", "distillation", "TEACHER_PATH"),
         ("actor_rollout_ref.model.path", "null", "unset", "actor_rollout_ref.model.path is required but unset"),
+        ("hyperseyes.opd.mode", "loss", "opd", "contradicts"),  # shaping + PG-OPD: counted twice
     ],
     "teacher pool": [
-        ("distillation.distillation_loss.loss_mode", "k3", None, None),
+        ("distillation.distillation_loss.loss_mode", "k3", "opd", "would distil every rollout"),
         ("distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size", 3, "distillation",
          "must divide the distillation resource pool"),
     ],

@@ -345,7 +345,8 @@ def test_dataset_reads_contract_rows_without_torchvision(tiny_qwen25_dir, tmp_pa
     cls = get_dataset_class(cfg.data)
     assert cls is HyperEyesDataset
     data_cfg = OmegaConf.create({**OmegaConf.to_container(cfg.data, resolve=True), "max_prompt_length": 4096,
-                                 "cache_dir": str(tmp_path / "cache"), "filter_overlong_prompts_workers": 1})
+                                 "cache_dir": str(tmp_path / "cache"), "filter_overlong_prompts_workers": 1,
+                                 "filter_overlong_prompts": True})
     ds = cls(data_files=path, tokenizer=tokenizer, config=data_cfg, processor=processor)
     assert len(ds) == 2
     row = ds[1]

@@ -181,3 +181,21 @@ def test_init_sets_sync_mode_and_restores_trace(monkeypatch):
     t.global_steps = 40
     t.on_init_end()
     assert t._consume_sync_metrics() == {"trace/restored_step": 40.0}
+
+
+def test_opd_mode_follows_the_distillation_loss_mode_and_contradictions_are_refused():
+    from omegaconf import OmegaConf
+
+    from hyperseyes_verl.verl.trainer import resolve_opd_config
+
+    def cfg(loss_mode, **opd):
+        return OmegaConf.create({"distillation": {"enabled": True, "distillation_loss": {"loss_mode": loss_mode}},
+                                 "hyperseyes": {"opd": opd}})
+
+    assert resolve_opd_config(cfg("opd_in_advantage")).mode == "advantage"
+    assert resolve_opd_config(cfg("k1_failed_only")).mode == "loss"
+    with pytest.raises(ValueError, match="contradicts"):  # shaping + PG-OPD would apply the term twice
+        resolve_opd_config(cfg("k1_failed_only", mode="advantage"))
+    with pytest.raises(ValueError, match="every rollout"):  # verl's plain k1 would distil successes too
+        resolve_opd_config(cfg("k1"))
+    assert resolve_opd_config(cfg("k1", enabled=False)).mode is None  # OPD off: nothing to tie

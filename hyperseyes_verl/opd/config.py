@@ -12,10 +12,11 @@ class OPDConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = Field(True, description="Apply the OPD signal when verl's distillation.enabled is true.")
-    mode: Literal["advantage", "loss"] = Field(
-        "advantage",
+    mode: Literal["advantage", "loss"] | None = Field(
+        None,
         description="'advantage': official HyperEyes shaping A_t -= beta*(logp_s - logp_T) in the trainer's "
-        "advantage step; 'loss': verl's PG-OPD through the registered loss mode k1_failed_only.",
+        "advantage step; 'loss': verl's PG-OPD through a registered gated loss mode (k1_failed_only, ...). "
+        "None: inferred from distillation.distillation_loss.loss_mode.",
     )
     beta: float = Field(0.05, ge=0.0, description="Coefficient of the reverse-KL term (official 0.05).")
     gate_teacher_calls: bool = Field(

@@ -211,6 +211,15 @@ def check_distillation(cfg: DictConfig, report: Report, allow_missing_models: bo
         report.fail("distillation", f"distillation.distillation_loss.loss_mode = {mode!r} is not registered "
                                     f"({_err(exc)}); hyperseyes modes are registered by its plugin")
         return
+    if select(cfg, "trainer.v1.trainer_mode") == "hyperseyes_sync":
+        try:
+            from hyperseyes_verl.verl.trainer import resolve_opd_config
+
+            resolve_opd_config(cfg)  # OPD mode and loss mode must agree (else the term counts twice or never)
+        except ImportError:
+            pass  # reported by the plugin / trainer-registry checks
+        except ValueError as exc:
+            report.fail("opd", str(exc))
     teachers = select(cfg, "distillation.teacher_models", {}) or {}
     usable = {k: v for k, v in teachers.items() if not (k == "teacher_model" and len(teachers) > 1)}
     for name, teacher in usable.items():
@@ -327,8 +336,13 @@ def rl_plan(cfg: DictConfig, data_files: dict[str, list[str]]) -> list[tuple[str
     s = lambda k, d=None: select(cfg, k, d)  # noqa: E731
     n, batch = s("actor_rollout_ref.rollout.n"), s("data.train_batch_size")
     teacher = s("distillation.teacher_models.teacher_model.model_path")
-    opd = (f"on: loss {s('distillation.distillation_loss.loss_mode')}, coef {s('distillation.distillation_loss.distillation_loss_coef')}, "
-           f"teacher {teacher} (pool {g['teacher']} GPUs)") if s("distillation.enabled") else "off"
+    if s("distillation.distillation_loss.loss_mode") == "opd_in_advantage":
+        form = f"official advantage shaping, β {s('hyperseyes.opd.beta', 0.05)}"
+    else:
+        form = (f"PG-OPD loss {s('distillation.distillation_loss.loss_mode')}, "
+                f"coef {s('distillation.distillation_loss.distillation_loss_coef')}")
+    gated = "gated" if "Gated" in str(s("actor_rollout_ref.rollout.agent.agent_loop_manager_class", "")) else "ungated"
+    opd = (f"on: {form}, teacher {teacher} ({gated}, pool {g['teacher']} GPUs)") if s("distillation.enabled") else "off"
     return [
         ("model", str(s("actor_rollout_ref.model.path"))),
         ("train data", f"{s('data.train_files')} ({rows('data.train_files')})"),

@@ -30,7 +30,7 @@ def validator_rejects_bad_guard() -> tuple[bool, str]:
         PaperTraceConfig(**{**GUARDED.model_dump(), **BAD_GUARD_FIELDS})
     except ValueError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if "lowest reward" in ln]
-        return True, (lines[0] if lines else type(e).__name__)[:200]
+        return True, lines[0].split(" [type=")[0] if lines else type(e).__name__
     return False, "PaperTraceConfig accepted R⁻ above the lowest correct reward"
 
 

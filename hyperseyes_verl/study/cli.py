@@ -13,13 +13,13 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 from hyperseyes_verl.study.claims import evaluate
 from hyperseyes_verl.study.report import claims_markdown, summary_table, write_outputs
 from hyperseyes_verl.study.train import StudyConfig, run_variant
 from hyperseyes_verl.study.variants import standard_variants
 from hyperseyes_verl.study.world import make_population
-
-import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -187,7 +187,7 @@ def assemble_advantages(
         valid_B = teacher_valid_B if teacher_valid_B is not None else torch.ones(B, dtype=torch.bool)
         per_sample["opd_mask"] = (eligible_B & valid_B.bool()).float()[:, None]
         metrics["opd/eligible_frac"] = float(eligible_B.float().mean())
-        if opd_cfg.mode == "advantage":
+        if opd_cfg.mode != "loss":  # None (not tied to a loss mode yet) = the official shaping
             if teacher_logp_BT is None or "old_log_probs" not in batch.keys():
                 raise ValueError("OPD advantage mode needs old_log_probs and teacher log-probs in the batch "
                                  "(distillation.enabled=true and the teacher pool configured)")

@@ -35,6 +35,8 @@ from verl.workers.utils.padding import no_padding_2_padding, response_to_nested
 
 from hyperseyes_verl.hdpo import HDPOConfig
 from hyperseyes_verl.opd import OPDConfig
+from hyperseyes_verl.verl.distill_loss import ADVANTAGE_MODE_LOSS_NAME, GATED_LOSS_NAMES
+from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
 from hyperseyes_verl.verl.advantage_step import (
     assemble_advantages,
     teacher_response_logprobs,
@@ -52,6 +54,30 @@ BASE_FIELDS = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_lo
 def _hdpo_outside_trainer(**kwargs):
     raise ValueError("algorithm.adv_estimator=hdpo needs per-sample reward components, which verl's estimator "
                      f"interface does not pass: set trainer.v1.trainer_mode={TRAINER_NAME} (HyperEyesTrainer)")
+
+
+def resolve_opd_config(config) -> OPDConfig:
+    """`hyperseyes.opd` with its mode tied to verl's distillation loss mode.
+
+    The official advantage shaping and a gated PG-OPD loss must not both run (the term would count twice), and
+    a plain verl loss mode (k1, k3, ...) would distil successful rollouts too: both are refused here.
+    """
+    opd = OPDConfig.from_mapping(hyperseyes_section(config, "opd"))
+    if not OmegaConf.select(config, "distillation.enabled", default=False) or not opd.enabled:
+        return opd
+    loss_mode = str(OmegaConf.select(config, "distillation.distillation_loss.loss_mode", default=""))
+    inferred = ("advantage" if loss_mode == ADVANTAGE_MODE_LOSS_NAME
+                else "loss" if loss_mode in GATED_LOSS_NAMES else None)
+    if inferred is None:
+        raise ValueError(
+            f"distillation.distillation_loss.loss_mode={loss_mode!r} would distil every rollout; HyperEyes OPD "
+            f"distils failed rollouts only: use {ADVANTAGE_MODE_LOSS_NAME!r} (official advantage shaping) or one "
+            f"of {list(GATED_LOSS_NAMES)} (PG-OPD), or set +hyperseyes.opd.enabled=false")
+    if opd.mode is not None and opd.mode != inferred:
+        raise ValueError(
+            f"hyperseyes.opd.mode={opd.mode!r} contradicts distillation.distillation_loss.loss_mode={loss_mode!r} "
+            f"(which means mode {inferred!r}): drop hyperseyes.opd.mode or make them agree")
+    return opd.model_copy(update={"mode": inferred})
 
 
 if core_algos.ADV_ESTIMATOR_REGISTRY.get(HDPO_ESTIMATOR) is None:  # registered so the config validates
@@ -97,7 +123,9 @@ class HyperEyesTrainer(PPOTrainerSync):
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
-        self.opd_config = OPDConfig.from_mapping(hyperseyes_section(config, "opd"))
+        self.opd_config = resolve_opd_config(config)
+        # one reader for the TRACE section, shared with the reward manager, so both sides agree on the mode
+        self.trace_mode = trace_config_from_trainer(config).mode
         self.hdpo_config = HDPOConfig.from_mapping(hyperseyes_section(config, "hdpo"))
 
     # ------------------------------------------------------------------ hooks
@@ -181,7 +209,7 @@ class HyperEyesTrainer(PPOTrainerSync):
             metrics["opd/teacher_valid_frac"] = float(teacher_valid.float().mean())
 
         group_scores_fn = None
-        trace_mode = OmegaConf.select(self.config, "hyperseyes.trace.mode", default="paper")
+        trace_mode = self.trace_mode
         if trace_mode == "official":
             from hyperseyes_verl.trace.official import official_group_scores as group_scores_fn
 
