@@ -44,7 +44,6 @@ def build(model_dir: str):
 
     import verl
     from hyperseyes_verl.search.base import Hit, InMemoryBackend
-    from hyperseyes_verl.testing.fake_server import FakeServerManager
     from hyperseyes_verl.ugs.images import fit_long_side
     from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
     from hyperseyes_verl.verl import agent_loop as hal

@@ -24,6 +24,10 @@ PROBE = textwrap.dedent("""
     r["distill_exists"] = importlib.util.find_spec("hyperseyes_verl.verl.distill_loss") is not None
     import verl.trainer.distillation
     r["distill_loaded"] = "hyperseyes_verl.verl.distill_loss" in sys.modules
+    r["trainer_exists"] = importlib.util.find_spec("hyperseyes_verl.verl.trainer") is not None
+    import verl.trainer.ppo.v1
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+    r["trainer_modes"] = sorted(k for k, v in TRAINER_REGISTRY.items() if v.__module__.startswith("hyperseyes_verl"))
     from hyperseyes_verl.verl.plugin import registration_errors
     r["errors"] = registration_errors()
     print("RESULT " + json.dumps(r))
@@ -41,6 +45,7 @@ def test_import_verl_registers_lazily_through_the_entry_point():
     assert r["lazy"], "the plugin imported a heavy verl registry during `import verl`"
     assert r["entry"] == {"_target_": "hyperseyes_verl.verl.agent_loop.HyperEyesAgentLoop"}
     assert r["distill_loaded"] == r["distill_exists"]
+    assert bool(r["trainer_modes"]) == r["trainer_exists"]  # registered on `import verl.trainer.ppo.v1`
     assert r["errors"] == []
 
 

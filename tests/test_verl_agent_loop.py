@@ -366,3 +366,17 @@ def test_dataset_reads_contract_rows_without_torchvision(tiny_qwen25_dir, tmp_pa
         load_image({"url": "x"})
     with pytest.raises(TypeError, match="unsupported image reference"):
         load_image(42)
+
+
+async def test_generated_vision_token_cuts_the_response(tiny_qwen25_dir, backend):
+    """A sampled <|image_pad|> would break the image-token / feature match in training: cut before it."""
+    server, ids = server_for(tiny_qwen25_dir, ["<reason>x</reason><|image_pad|><answer>y</answer>"])
+    out = await make_loop(tiny_qwen25_dir, server).run(dict(SAMPLING), raw_prompt=raw_prompt(0), extra_info={},
+                                                        index=0)
+    pad = _tok_proc(tiny_qwen25_dir)[0].convert_tokens_to_ids("<|image_pad|>")
+    cut = ids[0].index(pad)
+    assert out.response_ids == ids[0][:cut] and out.response_mask == [1] * cut
+    assert len(out.response_logprobs) == cut
+    assert out.extra_fields["finish_reason"] == "invalid_token" and out.extra_fields["truncated"]
+    _, processor = _tok_proc(tiny_qwen25_dir)
+    assert count_pads(tiny_qwen25_dir, out.prompt_ids + out.response_ids) == expected_pads(processor, [image(0)])

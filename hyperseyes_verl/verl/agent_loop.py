@@ -37,7 +37,6 @@ server's `min_global_steps` / `max_global_steps` that verl's async trainers read
 from __future__ import annotations
 
 import json
-import logging
 import os
 import weakref
 from typing import Any
@@ -55,14 +54,12 @@ from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS, system_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
 
-logger = logging.getLogger(__name__)
-
 AGENT_NAME = "hyperseyes_agent"
 CONFIG_SECTION = ("hyperseyes", "agent_loop")
 # The keys every trajectory carries (docs/CONTRACTS.md §3).
 EXTRA_FIELD_KEYS = ("tool_rounds", "tool_calls", "searches", "searches_per_round", "crops_ok", "crops_failed",
                     "search_failures", "tool_errors", "budget_exhausted", "answered", "answer", "finish_reason",
-                    "truncated")
+                    "truncated", "search_failure_kinds")
 
 
 class AgentLoopSettings(BaseModel):
@@ -245,9 +242,9 @@ class HyperEyesAgentLoop(AgentLoopBase):
             lps = list(out.log_probs) if out.log_probs else None
             bad = next((i for i, t in enumerate(ids) if t in self._vision_ids), None)
             if bad is not None:
-                ids, lps = ids[:bad], (lps[:bad] if lps is not None else None)
+                ids = ids[:bad]
+                lps = lps[:bad] if lps is not None and (bad or logprobs) else None  # nothing left: no logprobs
                 truncated, cut_reason = True, "invalid_token"
-                lps = lps or None if not logprobs else lps
             merge, mask, new_lps = await self.ct_merge_assistant_token(
                 runtime_ids, ids, mask, logprobs if (logprobs or lps) else None, assistant_logprobs=lps)
             runtime_ids = merge.token_ids
@@ -285,7 +282,7 @@ class HyperEyesAgentLoop(AgentLoopBase):
             "crops_failed": stats.crops_failed, "search_failures": stats.search_failures,
             "tool_errors": dict(stats.errors), "budget_exhausted": bool(stats.budget_exhausted),
             "answered": bool(stats.answered), "answer": stats.answer, "finish_reason": finish,
-            "truncated": bool(truncated),
+            "truncated": bool(truncated), "search_failure_kinds": dict(stats.search_failure_kinds),
         })
         response_ids = runtime_ids[prompt_len:]
         n = self.response_length
