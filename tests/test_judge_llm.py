@@ -8,16 +8,14 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import threading
-import time
 from collections import Counter
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hyperseyes_verl.judge import Judge, JudgeConfig, LLMJudgeConfig
+from hyperseyes_verl.testing.local_server import LocalServer
 
 HITS: Counter = Counter()
 SEEN: list[dict] = []
@@ -46,20 +44,8 @@ def _app() -> FastAPI:
 
 @pytest.fixture(scope="module")
 def judge_url():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(_app(), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "judge test server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with LocalServer(_app()) as server:
+        yield f"{server.url}/v1"
 
 
 def _judge(url: str, **kw) -> Judge:

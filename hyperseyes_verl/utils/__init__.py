@@ -1,0 +1,1 @@
+"""Small shared helpers (files, servers) used across the package."""

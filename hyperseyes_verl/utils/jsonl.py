@@ -1,0 +1,75 @@
+"""JSONL files: strict reading of inputs, and append-only result logs that survive a kill mid-write.
+
+Inputs (corpora, items, facts) are read strictly: a bad line is the user's to fix, so the error names the file,
+the line number and what was expected. Result logs (PRS, eval) are written one fsynced line per record; a kill
+can leave one cut line at the end, which readers skip (that record simply runs again) and the next append
+isolates with a newline so it stays readable.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+
+def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), what: str = "record") -> list[dict[str, Any]]:
+    """Every non-blank line of `path` as a dict; a line that is not a JSON object or lacks a `required` key raises
+    ValueError naming `path:line`."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not JSON ({e}); each line must be one {what} object") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: a {what} must be a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{n}: {what} lacks {missing}; each {what} needs {list(required)}")
+            rows.append(row)
+    return rows
+
+
+class AppendOnlyJsonl:
+    """A result log: `append` writes whole fsynced lines, `records` yields every readable one in order."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    log.warning("%s:%d: unreadable line skipped (%s): its record will be redone", self.path, n, e)
+                    continue
+                if isinstance(row, dict):
+                    yield row
+
+    def append(self, row: dict[str, Any] | str) -> None:
+        """Append one record (a dict, or an already serialized JSON object line)."""
+        line = (row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)).rstrip("\n") + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as f:
+            if f.tell() and not self._ends_with_newline():
+                f.write(b"\n")  # a previous kill cut the last line: keep this record on a line of its own
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"

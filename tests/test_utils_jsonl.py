@@ -1,0 +1,32 @@
+import json
+
+import pytest
+
+from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl, read_jsonl
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    p = tmp_path / "items.jsonl"
+    p.write_text('{"id": "a", "q": 1}\n\n{"id": "b"}\n')
+    assert [r["id"] for r in read_jsonl(p)] == ["a", "b"]
+    with pytest.raises(ValueError, match=r"items.jsonl:3: item lacks \['q'\]"):
+        read_jsonl(p, required=("id", "q"), what="item")
+    p.write_text('{"id": "a"}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r":2: a record must be a JSON object, got list"):
+        read_jsonl(p)
+    p.write_text('{"id": "a"}\n{"id": \n')
+    with pytest.raises(ValueError, match=r":2: not JSON"):
+        read_jsonl(p)
+
+
+def test_append_only_log_survives_a_cut_line(tmp_path):
+    log = AppendOnlyJsonl(tmp_path / "run" / "results.jsonl")
+    assert list(log.records()) == []
+    log.append({"id": "a", "ok": True})
+    with log.path.open("a") as f:  # a kill in the middle of the second write
+        f.write('{"id": "b", "o')
+    assert [r["id"] for r in log.records()] == ["a"]  # the cut record is skipped (and will be redone)
+    log.append(json.dumps({"id": "b", "ok": False}))
+    log.append({"id": "c", "ok": True})
+    assert [r["id"] for r in log.records()] == ["a", "b", "c"]
+    assert log.path.read_text().count("\n") == 4  # the cut line was closed, not glued to "b"
