@@ -12,7 +12,7 @@ from hyperseyes_verl.study.claims import evaluate, validator_rejects_bad_guard
 from hyperseyes_verl.study.cli import run_study
 from hyperseyes_verl.study.signals import Rollouts, Variant, advantages, opd_shaped
 from hyperseyes_verl.study.train import StudyConfig, _policy_step
-from hyperseyes_verl.study.verl_estimator import verl_outcome_advantages
+from hyperseyes_verl.verl.advantage_fns import verl_outcome_advantages
 from hyperseyes_verl.study.world import (
     IDX,
     S,

@@ -25,6 +25,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from hyperseyes_verl.utils.jsonl import read_jsonl
+
 URL_ROOT = "https://gallery.hyperseyes.local"
 
 
@@ -261,20 +263,11 @@ def _default_class(cls: str, facts: dict[str, dict[str, Any]]) -> EntityClass:
 def load_user_gallery(images_dir: str | Path, facts_file: str | Path) -> Gallery:
     """Read a user's image folder + facts JSONL (schema in the module docstring)."""
     images_dir, facts_file = Path(images_dir), Path(facts_file)
-    rows = []
-    for n, line in enumerate(facts_file.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{facts_file}:{n}: not JSON ({e}); each line must be one entity object") from e
-        missing = [k for k in ("name", "class", "image", "facts") if k not in row]
-        if missing:
-            raise ValueError(f"{facts_file}:{n}: missing {missing}; need name, class, image, facts")
+    rows = read_jsonl(facts_file, required=("name", "class", "image", "facts"), what="entity")
+    for row in rows:
         if not (images_dir / row["image"]).is_file():
-            raise ValueError(f"{facts_file}:{n}: image {row['image']!r} not found under {images_dir}")
-        rows.append(row)
+            raise ValueError(f"{facts_file}: entity {row['name']!r}: image {row['image']!r} not found under "
+                             f"{images_dir}; the image path is relative to the image folder")
     # A fact is numeric for its class only if every entity gives an int for it.
     kinds: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from hyperseyes_verl.search.base import SearchBackend
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.types import UGSConfig
+from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl
 
 from ..agent.runner import SamplingParams, run_episode
 
@@ -59,18 +59,8 @@ def budget_config(base: UGSConfig, budget: int) -> UGSConfig:
 
 
 def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
-    """id -> latest result line. A torn last line (crash mid-write) is ignored."""
-    out: dict[str, dict[str, Any]] = {}
-    path = Path(path)
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        out[row["id"]] = row
-    return out
+    """id -> latest result line. A torn last line (crash mid-write) is skipped: that item runs again."""
+    return {row["id"]: row for row in AppendOnlyJsonl(path).records() if "id" in row}
 
 
 async def sample_item(item: dict[str, Any], backend: SearchBackend, client, cfg: PRSConfig,
@@ -126,16 +116,12 @@ async def run_prs(items: list[dict[str, Any]], backend: SearchBackend, client, c
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
+    results_log = AppendOnlyJsonl(results_path)
     results = read_results(results_path)
     ids = [i["id"] for i in items]
     if len(set(ids)) != len(ids):
         dup = [k for k, v in Counter(ids).items() if v > 1][:5]
         raise ValueError(f"duplicate item ids {dup}: PRS resumes by id, so ids must be unique")
-    if results_path.exists() and results_path.stat().st_size:
-        with results_path.open("rb+") as f:  # a crash mid-write leaves a torn line: end it so appends stay whole
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
     pending = [i for i in items if results.get(i["id"], {}).get("status") not in ("solved", "unsolved")]
     if cfg.limit is not None:
         pending = pending[: cfg.limit]
@@ -147,10 +133,7 @@ async def run_prs(items: list[dict[str, Any]], backend: SearchBackend, client, c
         async with sem:
             row = await sample_item(item, backend, client, cfg, out, judge)
         async with write_lock:
-            with results_path.open("a") as f:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            results_log.append(row)  # one fsynced line; a torn previous line is isolated by the log
             results[row["id"]] = row
             bar.update(1)
             bar.set_postfix(solved=sum(r["status"] == "solved" for r in results.values()))

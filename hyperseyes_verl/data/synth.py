@@ -22,6 +22,8 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.utils.jsonl import read_jsonl
+
 from .gallery import Gallery
 from .mosaic import build_mosaic
 from .questions import textual_question, visual_question
@@ -123,19 +125,9 @@ def write_items(items: list[dict[str, Any]], path: str | Path) -> Path:
 def read_items(path: str | Path) -> list[dict[str, Any]]:
     """Items JSONL; image paths are made absolute relative to the file's folder."""
     path = Path(path)
-    items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e})") from e
-        for k in ("id", "question", "answers"):
-            if k not in item:
-                raise ValueError(f"{path}:{n}: item lacks {k!r}; items need id, question, answers")
+    items = read_jsonl(path, required=("id", "question", "answers"), what="item")
+    for item in items:
         item["images"] = [str((path.parent / p).resolve()) for p in item.get("images", [])]
-        items.append(item)
     return items
 
 

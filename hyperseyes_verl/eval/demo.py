@@ -59,8 +59,26 @@ def build_data(cfg: DemoConfig) -> tuple[Path, Path]:
     return data / "items.jsonl", index
 
 
-def trace_epochs(results_by_run: dict[str, list], prs_refs: dict[str, tuple[int, int]]) -> dict[str, Any]:
-    """Score each question's group (one rollout per run) with TRACE in both modes, two epochs, tightening refs."""
+def cold_start_refs(results: list) -> dict[str, tuple[int, int]]:
+    """(rounds, searches) of each correct tool-using rollout: the references a cold-start policy would set."""
+    return {r.id: (r.tool_rounds, r.searches) for r in results if r.acc > 0.5 and r.tool_rounds > 0}
+
+
+def _ref_stats(refs: dict[str, Any], keys: list[str]) -> dict[str, float | None]:
+    got = [refs[k] for k in keys if refs.get(k) is not None and refs[k].rounds >= 0]
+    return {"rounds": round(sum(r.rounds for r in got) / len(got), 3) if got else None,
+            "searches": round(sum(r.searches for r in got) / len(got), 3) if got else None}
+
+
+def trace_epochs(results_by_run: dict[str, list], init_refs: dict[str, tuple[int, int]],
+                 epochs: int = 2) -> dict[str, Any]:
+    """Score each question's group (one rollout per run) with TRACE in both modes over `epochs` epochs.
+
+    References start at `init_refs` and go through the real reference store: every rollout is recorded, and
+    each epoch end tightens a prompt's reference to its shortest correct rollout of that epoch when shorter.
+    The rollouts are replayed unchanged each epoch (a scripted policy does not learn), so the epoch after a
+    tightening scores the same behaviour against the stricter bar.
+    """
     from hyperseyes_verl.trace.official import official_group_scores
     from hyperseyes_verl.trace.paper import PaperTraceConfig, paper_score
     from hyperseyes_verl.trace.store import ReferenceStore, StoreConfig
@@ -70,31 +88,38 @@ def trace_epochs(results_by_run: dict[str, list], prs_refs: dict[str, tuple[int,
     runs = list(results_by_run)
     by_id = {run: {r.id: r for r in rs} for run, rs in results_by_run.items()}
     ids = sorted(set.intersection(*(set(v) for v in by_id.values())))
+    for qid in ids:
+        store.reference(qid, *init_refs.get(qid, (-1, -1)))
     out: dict[str, Any] = {"epochs": []}
-    for epoch in (1, 2):
+    for epoch in range(1, epochs + 1):
+        start = {q: store.peek(q) for q in ids}
         official = {run: [] for run in runs}
         paper = {run: [] for run in runs}
         for qid in ids:
             group = [by_id[run][qid] for run in runs]
-            init_r, init_s = prs_refs.get(qid, (-1, -1))
-            infos = [store.record(qid, init_r, init_s, g.acc > 0.5, g.tool_rounds, g.searches) for g in group]
+            infos = [store.record(qid, -1, -1, g.acc > 0.5, g.tool_rounds, g.searches) for g in group]
             scores = official_group_scores([g.acc for g in group], [g.answered for g in group],
                                            [g.tool_rounds for g in group], [g.searches for g in group],
                                            [i.rounds for i in infos], [i.searches for i in infos])
-            for run, g, s, info in zip(runs, group, scores, infos):
-                official[run].append(s.score)
+            for run, g, sc, info in zip(runs, group, scores, infos):
+                official[run].append(sc.score)
                 paper[run].append(paper_score(paper_cfg, g.acc > 0.5, g.answered, g.tool_rounds,
                                               info.rounds, paper_cfg.lam).score)
-        refs = [store.peek(q) for q in ids]
-        with_ref = [r.rounds for r in refs if r is not None and r.rounds >= 0]
         end = store.end_epoch()
+        after = {q: store.peek(q) for q in ids}
+        had = [q for q in ids if start[q].rounds >= 0]
         out["epochs"].append({
             "epoch": epoch,
             "official_mean": {run: sum(v) / len(v) for run, v in official.items() if v},
             "paper_mean": {run: sum(v) / len(v) for run, v in paper.items() if v},
-            "prompts_with_reference": len(with_ref),
-            "mean_reference_rounds": sum(with_ref) / len(with_ref) if with_ref else None,
+            "prompts": len(ids),
+            "prompts_with_reference": len(had),
             "refs_tightened_at_epoch_end": int(end["trace/refs_tightened"]),
+            "refs_gained_at_epoch_end": sum(start[q].rounds < 0 <= after[q].rounds for q in ids),
+            # before/after over the same prompts (those with a reference at the epoch start)
+            "mean_reference_before": _ref_stats(start, had),
+            "mean_reference_after": _ref_stats(after, had),
+            "references_after": {q: [after[q].rounds, after[q].searches] for q in ids if after[q].rounds >= 0},
         })
     return out
 

@@ -5,13 +5,13 @@ already holds. A line cut short by a kill is ignored (and its item re-run), neve
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl
 
 log = logging.getLogger(__name__)
 
@@ -55,45 +55,26 @@ class ResultsFile:
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RESULTS_FILE
+        self._log = AppendOnlyJsonl(self.path)
 
     def load(self) -> list[ItemResult]:
         """All complete records, first occurrence of each id kept (a re-run never double-counts)."""
-        if not self.path.exists():
-            return []
         out: dict[str, ItemResult] = {}
-        with self.path.open("r", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = ItemResult.model_validate(json.loads(line))
-                except (json.JSONDecodeError, ValidationError) as e:
-                    # A kill mid-write leaves a cut line; its item simply runs again.
-                    log.warning("%s:%d: unreadable result line skipped (%s); that item will be re-run",
-                                self.path, lineno, str(e).splitlines()[0])
-                    continue
-                out.setdefault(rec.id, rec)
+        for row in self._log.records():  # a line cut by a kill is skipped there; its item simply runs again
+            try:
+                rec = ItemResult.model_validate(row)
+            except ValidationError as e:
+                log.warning("%s: result line for %r skipped (%s); that item will be re-run",
+                            self.path, row.get("id"), str(e).splitlines()[0])
+                continue
+            out.setdefault(rec.id, rec)
         return list(out.values())
 
     def done_ids(self) -> set[str]:
         return {r.id for r in self.load()}
 
     def append(self, rec: ItemResult) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        line = rec.model_dump_json() + "\n"
-        # One write + flush + fsync per record: what is on disk is always whole lines plus at most one cut line.
-        with self.path.open("a", encoding="utf-8") as f:
-            if f.tell() and not self._ends_with_newline():
-                f.write("\n")  # isolate a previous cut line so this record stays readable
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"
+        self._log.append(rec.model_dump_json())
 
 
 def load_run(run_dir: str | os.PathLike) -> list[ItemResult]:
@@ -103,9 +84,3 @@ def load_run(run_dir: str | os.PathLike) -> list[ItemResult]:
         raise FileNotFoundError(f"no {RESULTS_FILE} in {str(run_dir)!r}: pass a directory written by "
                                 f"`hyperseyes eval --out DIR` (or `hyperseyes demo`)")
     return rf.load()
-
-
-def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")

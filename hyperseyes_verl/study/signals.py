@@ -22,7 +22,7 @@ import torch
 
 from hyperseyes_verl.hdpo import HDPOConfig, hdpo_advantages
 from hyperseyes_verl.opd import eligible_mask, reverse_kl_shaped_advantages
-from hyperseyes_verl.study.verl_estimator import verl_outcome_advantages
+from hyperseyes_verl.verl.advantage_fns import verl_outcome_advantages
 from hyperseyes_verl.trace import OfficialTraceConfig, PaperTraceConfig, ReferenceStore, official_group_scores
 from hyperseyes_verl.trace.paper import lambda_at, paper_score
 

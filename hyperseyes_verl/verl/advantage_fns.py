@@ -1,5 +1,6 @@
-"""The study's only contact with verl: its registered outcome-advantage estimators (`grpo` by default), called
-on (N, 1) reward tensors exactly as verl's trainer calls them. verl is imported on first use only."""
+"""verl's registered outcome-advantage estimators (`grpo` by default) as a numpy function, called on (N, 1)
+reward tensors exactly as verl's trainer calls them. Only translation lives here (numpy <-> torch, `uid` ->
+`index`); verl is imported on first use, so importing this module stays cheap."""
 from __future__ import annotations
 
 from functools import lru_cache
