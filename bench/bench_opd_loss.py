@@ -1,5 +1,5 @@
 """Overhead of the gated distillation loss (k1_failed_only) vs verl's k1 loss on the same micro-batch.
-Run: .venv/bin/python bench/bench_opd_loss.py   (prints time per call and the ratio, measured side by side)
+Run: .venv/bin/python bench/bench_opd_loss.py   (prints median time per call and the ratio, calls interleaved)
 """
 import time
 
@@ -26,12 +26,18 @@ def make_batch(B=64, P=512, R=1024, seed=0):
     return td, {"log_probs": lp}
 
 
-def timed(fn, reps=20):
-    fn()
-    t0 = time.perf_counter()
+def timed_pair(fa, fb, reps=15):
+    """Median seconds per call of fa and fb, calls interleaved so machine noise hits both alike."""
+    import statistics
+
+    fa(), fb()  # warm-up
+    ta, tb = [], []
     for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
+        for fn, out in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def main():
@@ -44,8 +50,8 @@ def main():
 
     td, mo = make_batch()
     base, gated = get_distillation_loss_fn("k1"), get_distillation_loss_fn("k1_failed_only")
-    t_base = timed(lambda: base(None, Cfg("k1"), mo, td))
-    t_gated = timed(lambda: gated(None, Cfg("k1_failed_only"), mo, td))
+    t_base, t_gated = timed_pair(lambda: base(None, Cfg("k1"), mo, td),
+                                 lambda: gated(None, Cfg("k1_failed_only"), mo, td))
     print(f"micro-batch 64 x (512 prompt + 1024 response) tokens")
     print(f"verl k1:          {t_base * 1e3:8.2f} ms/call")
     print(f"k1_failed_only:   {t_gated * 1e3:8.2f} ms/call")

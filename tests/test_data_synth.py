@@ -188,7 +188,10 @@ def test_user_gallery_rejects_bad_input_clearly(tmp_path):
     with pytest.raises(ValueError, match="missing.png.*not found"):
         load_user_gallery(pics, facts)
     facts.write_text('{"name": "X"}\n')
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match=r"facts.jsonl:1: entity lacks \['class', 'image', 'facts'\]"):
+        load_user_gallery(pics, facts)
+    facts.write_text('{"name": "X", "class": "tower", "image": "a.png", "facts": {}}\nnot json\n')
+    with pytest.raises(ValueError, match="facts.jsonl:2: not JSON"):
         load_user_gallery(pics, facts)
 
 

@@ -31,6 +31,23 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert set(e1["official_mean"]) == set(runs) and set(e1["paper_mean"]) == set(runs)
     # references never loosen across epochs
     assert trace["epochs"][1]["prompts_with_reference"] >= e1["prompts_with_reference"]
+    # cold-start references come from the serial strategy's correct rollouts; the parallel strategy's shorter
+    # correct rollouts tighten them at the end of epoch 1, and epoch 2 (same rollouts) has nothing left to tighten
+    serial = {r["id"]: r for r in map(json.loads, (out / "runs/serial/results.jsonl").read_text().splitlines())}
+    cold = {q for q, r in serial.items() if r["acc"] > 0.5 and r["tool_rounds"] > 0}
+    assert e1["prompts_with_reference"] == len(cold) > 0
+    assert e1["refs_tightened_at_epoch_end"] > 0
+    assert e1["mean_reference_after"]["rounds"] < e1["mean_reference_before"]["rounds"]
+    assert trace["epochs"][1]["refs_tightened_at_epoch_end"] == 0
+    # every final reference is the lexicographically shortest (rounds, searches) correct tool-using rollout
+    rollouts = [json.loads(line) for s in ("serial", "parallel", "oversearch", "guess")
+                for line in (out / f"runs/{s}/results.jsonl").read_text().splitlines()]
+    shortest: dict[str, tuple[int, int]] = {}
+    for r in rollouts:
+        if r["acc"] > 0.5 and r["tool_rounds"] > 0:
+            shortest[r["id"]] = min(shortest.get(r["id"], (99, 99)), (r["tool_rounds"], r["searches"]))
+    assert {q: tuple(v) for q, v in trace["epochs"][1]["references_after"].items()} == shortest
+    assert "tightened" in printed and "serial" in printed
     # answers come from observations: a parallel trajectory's answer turn follows its search results
     line = json.loads((out / "runs/parallel/results.jsonl").read_text().splitlines()[0])
     roles = [m["role"] for m in line["trajectory"]]

@@ -24,7 +24,7 @@ def _png(color=(200, 30, 30), size=(64, 48)) -> bytes:
     return buf.getvalue()
 
 
-def write_rl_parquet(path: Path, n: int = 4, drop: tuple[str, ...] = (), drop_extra: tuple[str, ...] = ()) -> str:
+def write_rl_parquet(path: Path, n: int = 32, drop: tuple[str, ...] = (), drop_extra: tuple[str, ...] = ()) -> str:
     extra = {"index": 0, "split": "train", "question": "q", "answers": ["a"], "ref_rounds": 1, "ref_searches": 2,
              "entity_count": 1, "domain": "d"}
     rows = [{
@@ -64,6 +64,7 @@ def files(tmp_path_factory, tiny_qwen25_dir):
         "val": write_rl_parquet(d / "rl_val.parquet", n=2),
         "no_agent_name": write_rl_parquet(d / "rl_no_agent.parquet", drop=("agent_name",)),
         "no_ref": write_rl_parquet(d / "rl_no_ref.parquet", drop_extra=("ref_rounds",)),
+        "short": write_rl_parquet(d / "rl_short.parquet", n=31),
         "sft": write_sft_parquet(d / "sft.parquet"),
         "index": str(d / "index"),
         "dir": d,
@@ -96,7 +97,7 @@ def test_shipped_rl_recipe_passes(files):
     assert plan["batch"].startswith("32 prompts × n=8 = 256 trajectories")
     assert "hyperseyes_sync" in plan["trainer"] and "official advantage shaping, β 0.05" in plan["OPD"]
     assert "gated" in plan["OPD"]
-    assert "4 rows" in plan["train data"] and "trainer 2×8 = 16" in plan["GPUs"] and "total 24" in plan["GPUs"]
+    assert "32 rows" in plan["train data"] and "trainer 2×8 = 16" in plan["GPUs"] and "total 24" in plan["GPUs"]
 
 
 def test_small_preset_rl_recipe_passes(files):
@@ -154,6 +155,19 @@ def test_bad_model_path_and_missing_columns_fail(files):
     msgs = report.messages("data")
     assert any("lacks column(s) ['agent_name']" in m for m in msgs), report.render()
     assert any("'extra_info' lacks field(s) ['ref_rounds']" in m for m in msgs), report.render()
+
+
+def test_train_data_smaller_than_one_batch_fails(files):
+    # verl drops the partial batch and asserts a non-empty loader only after the GPUs are allocated
+    report = validate_rl(files, allow_missing_models=True, **{
+        "actor_rollout_ref.model.path": "/x", "distillation.teacher_models.teacher_model.model_path": "/y",
+        "data.train_files": files["short"]})
+    assert any("has 31 rows, fewer than one batch (data.train_batch_size = 32)" in m
+               for m in report.messages("data")), report.render()
+    report = validate_rl(files, "data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+                         allow_missing_models=True, **{"actor_rollout_ref.model.path": "/x",
+                         "distillation.teacher_models.teacher_model.model_path": "/y", "data.train_files": files["short"]})
+    assert not any("rows, fewer than" in m for m in report.messages("data")), report.render()
 
 
 def test_web_backend_without_key_fails(files, monkeypatch):

@@ -142,6 +142,40 @@ def test_several_processes_saving_into_one_folder_never_corrupt(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
+def _save_forever(directory: str, n_keys: int) -> None:
+    store = ReferenceStore()
+    for i in range(n_keys):
+        store.record(f"k/{i}", 3, 3, True, 1 + i % 2, 1)
+    step = 0
+    while True:
+        step += 1
+        store.save(directory, step)
+
+
+def test_process_killed_while_saving_leaves_a_loadable_snapshot(tmp_path):
+    import signal
+    import time
+
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_save_forever, args=(str(tmp_path), 20_000), daemon=True)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(snapshots(str(tmp_path))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert snapshots(str(tmp_path)), "the writer never produced a snapshot"
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup handlers: whatever was half-written stays
+    finally:
+        proc.join(10)
+    assert proc.exitcode == -signal.SIGKILL
+    r = ReferenceStore()
+    step = r.load(str(tmp_path))
+    assert step == snapshots(str(tmp_path))[0][0] and len(r) == 20_000  # newest complete snapshot, resumed
+    assert r.peek("k/1").rounds == 3  # the open epoch's observations came back too
+    r.end_epoch()
+    assert r.peek("k/1").rounds == 2
+
+
 def test_refs_cli_show_and_export(tmp_path, capsys):
     s = _filled()
     s.end_epoch()

@@ -55,8 +55,11 @@ class ConcurrentWorker:
 
 
 def test_concurrent_records_are_coalesced_and_answered_in_order(ray_session):
-    # 50 concurrent records from one worker travel as micro-batches; each caller gets its own prompt's reference
-    assert ray.get(ConcurrentWorker.remote().record_concurrently.remote(50)) == [i % 6 for i in range(50)]
+    # 50 concurrent records from one worker travel as micro-batches; each caller gets its own prompt's reference.
+    # The worker created the (non-detached) store actor, so it owns it: keep it alive as verl keeps its reward
+    # workers for the whole job (a temporary handle lets Ray kill owner and store before the summary below).
+    worker = ConcurrentWorker.remote()
+    assert ray.get(worker.record_concurrently.remote(50)) == [i % 6 for i in range(50)]
     assert get_store(StoreConfig(actor_name="hyp_batch_refs")).call("summary")["trace/refs_total"] == 50
 
 

@@ -179,3 +179,98 @@ async def test_serve_search_over_search_r1_protocol(index_dir):
             bad = await client.post(f"{srv.url}/image_retrieve", json={"images": ["%%%"], "topk": 1})
             assert bad.status_code == 400 and "images[0]" in bad.text
         await backend.aclose()
+
+
+def test_batched_lookups_equal_single_lookups(index_dir):
+    """The coalesced path (search_many) must answer exactly what one query alone gets: documents, order, scores."""
+    index = EmbeddedIndex(index_dir)
+    words = "eiffel tower paris louvre museum mona lisa big ben clock rome colosseum gaudi basilica the of zanzibar".split()
+    rng = random.Random(3)
+    queries = [" ".join(rng.sample(words, rng.randint(1, 4))) for _ in range(60)] + ["", "the of and"]
+    ks = [rng.randint(0, 6) for _ in queries]
+    assert index.text.search_many(queries, ks, 0.3) == [index.text.search(q, k, 0.3) for q, k in zip(queries, ks)]
+    assert any(index.text.search_many(queries, 3))  # the comparison above is not between empty answers
+    entities = [entity_image(i) for i in range(N_ENTITIES)]
+    crops = []
+    for i in range(0, 40, 4):
+        image, boxes = mosaic(entities[i:i + 4], cols=2)
+        crops += [jittered_crop(image, box, rng) for box in boxes]
+    batched = index.image.search_many(crops, 5)
+    assert batched == [index.image.search(c, 5) for c in crops] and all(len(r) == 5 for r in batched)
+    with pytest.raises(ValueError, match="2 queries but 1 values of k"):
+        index.text.search_many(["a", "b"], [3])
+
+
+async def test_concurrent_backend_searches_share_batches_and_isolate_bad_images(index_dir):
+    backend = build_backend({"type": "embedded", "index_dir": str(index_dir), "threads": 1, "batch_window_ms": 5})
+    index = backend.index
+    queries = [f"{a} {b}" for a in ("paris", "rome", "clock", "gaudi") for b in ("tower", "museum", "basilica", "bell")]
+    rows = await asyncio.gather(*(backend.text_search(q, 2) for q in queries))
+    for q, row in zip(queries, rows):
+        assert [(h.title, h.score) for h in row] == [(d.title, round(s, 4)) for d, s in index.text.search(q, 2, 0.6)]
+    assert backend.metrics()["search/embedded/text_batch_mean"] > 1  # 16 searches were not 16 lookups
+    from PIL import Image
+
+    good = [entity_image(i).resize((90, 90)) for i in (3, 4)]
+    out = await asyncio.gather(backend.image_search(good[0], 1), backend.image_search(Image.new("RGB", (0, 0)), 1),
+                               backend.image_search(good[1], 1), return_exceptions=True)
+    assert out[0][0].title == "Entity 3" and out[2][0].title == "Entity 4"
+    assert isinstance(out[1], SearchFailure) and out[1].kind is FailureKind.INTERNAL and "0x0" in str(out[1])
+    assert backend.metrics()["search/embedded/internal"] == 1
+    await backend.aclose()
+
+
+async def test_serve_search_is_shared_by_two_clients(index_dir):
+    """Two independent clients (as two rollout workers would be) query one server at the same time."""
+    from hyperseyes_verl.search.serve import create_app
+    from hyperseyes_verl.testing.local_server import LocalServer
+
+    with LocalServer(create_app(EmbeddedIndex(index_dir))) as srv:
+        a = build_backend({"type": "search_r1", "name": "worker_a", "url": srv.url, "batch_window_ms": 2})
+        b = build_backend({"type": "search_r1", "name": "worker_b", "url": srv.url, "image_path": "/image_retrieve"})
+        qa = ["colosseum rome amphitheatre", "mona lisa louvre"] * 5
+        qb = ["westminster clock bell", "gaudi basilica barcelona"] * 5
+        rows = await asyncio.gather(*(a.text_search(q, 1) for q in qa), *(b.text_search(q, 1) for q in qb),
+                                    b.image_search(entity_image(7), 1))
+        titles = [r[0].title for r in rows]
+        assert titles == ["Colosseum", "Louvre"] * 5 + ["Big Ben", "Sagrada Familia"] * 5 + ["Entity 7"]
+        assert a.metrics()["search/worker_a/requests"] < 10  # worker a batched its ten queries
+        assert b.metrics()["search/worker_b/requests"] == 11
+        await a.aclose()
+        await b.aclose()
+
+
+def test_index_build_shows_progress_and_loads_without_the_sources(tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"title": f"doc {i}", "text": f"alpha{i} beta"}) + "\n" for i in range(30)))
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        entity_image(i).save(tmp_path / "imgs" / f"thing_{i}.png")
+    assert hyperseyes(["index", "build", "--corpus", str(corpus), "--images", str(tmp_path / "imgs"),
+                       "--out", str(tmp_path / "idx")]) == 0
+    err = capsys.readouterr().err
+    assert "fingerprinting images" in err and "3/3" in err  # tqdm bars go to stderr
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    corpus.unlink()
+    for p in (tmp_path / "imgs").iterdir():
+        p.unlink()  # loading must use the index alone: nothing is re-read or rebuilt
+    index = EmbeddedIndex(tmp_path / "idx")
+    assert index.manifest == manifest and index.text.search("alpha7", 1)[0][0].title == "doc 7"
+    assert index.image.search(entity_image(2), 1)[0][0].title == "thing 2"
+
+
+def test_corpus_errors_name_the_file_and_entry(tmp_path):
+    from hyperseyes_verl.search.embedded_image import read_images_meta
+    from hyperseyes_verl.search.embedded_text import read_corpus
+
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"title": "a", "text": "x"}\n\n{"title": "b"}\n')
+    with pytest.raises(ValueError, match=r"c.jsonl:3: document lacks \['text'\]"):
+        read_corpus(bad)
+    bad.write_text('{"title": "a", "text": 5}\n')
+    with pytest.raises(ValueError, match="c.jsonl: document 1: 'title' and 'text' must be strings"):
+        read_corpus(bad)
+    meta = tmp_path / "images.jsonl"
+    meta.write_text('{"path": "a.png"}\n[1, 2]\n')
+    with pytest.raises(ValueError, match="images.jsonl:2: a metadata entry must be a JSON object"):
+        read_images_meta(tmp_path, meta)

@@ -11,7 +11,7 @@ import pytest
 from hyperseyes_verl.study.claims import evaluate, validator_rejects_bad_guard
 from hyperseyes_verl.study.cli import run_study
 from hyperseyes_verl.study.signals import Rollouts, Variant, advantages, opd_shaped
-from hyperseyes_verl.study.train import StudyConfig, _policy_step
+from hyperseyes_verl.study.train import StudyConfig, _policy_step, run_variant
 from hyperseyes_verl.verl.advantage_fns import verl_outcome_advantages
 from hyperseyes_verl.study.world import (
     IDX,
@@ -89,6 +89,19 @@ def test_verl_grpo_is_a_group_z_score():
     for g in (0, 1):
         x = scores[group == g]
         np.testing.assert_allclose(adv[group == g], (x - x.mean()) / (x.std(ddof=1) + 1e-6), rtol=1e-5)
+
+
+def test_reinforce_plus_plus_keeps_group_common_shifts_and_the_estimator_is_configurable():
+    """The warm-up experiment's control: REINFORCE++ whitens over the batch, so a shift common to one group
+    survives (GRPO cancels it)."""
+    scores = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    group = np.array([0, 0, 0, 1, 1, 1])
+    np.testing.assert_allclose(verl_outcome_advantages(scores, group), 0.0, atol=1e-6)
+    rpp = verl_outcome_advantages(scores, group, "reinforce_plus_plus")
+    assert (rpp[group == 0] > 0.5).all() and (rpp[group == 1] < -0.5).all()
+    tiny = StudyConfig(epochs=1, prompts=8, batch_prompts=8, estimator="no_such_estimator")
+    with pytest.raises(ValueError, match="no_such_estimator"):
+        run_variant(Variant("x", "acc_only"), tiny)
 
 
 def _rollouts(strategies, correct, k=4):

@@ -118,6 +118,40 @@ def count_pads(model_dir, ids) -> int:
     return sum(1 for t in ids if t == pad)
 
 
+@functools.lru_cache(maxsize=None)
+def _worker(model_dir: str) -> AgentLoopWorker:
+    """A real AgentLoopWorker, used for its trainer-side post-processing of one AgentLoopOutput."""
+    return AgentLoopWorker(_compose(model_dir), llm_client=None, teacher_client=None, reward_loop_worker_handles=None)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(model_dir: str):
+    import transformers
+
+    cls = {"qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
+           "qwen3_vl": transformers.Qwen3VLForConditionalGeneration}[_model_type(model_dir)]
+    return cls.from_pretrained(model_dir).eval()
+
+
+async def assert_model_accepts(model_dir, out) -> None:
+    """What the trainer does with a trajectory: verl's `_agent_loop_postprocess` (padding,
+    `_compute_multi_modal_inputs` re-processing every image, `get_rope_index` M-RoPE positions), then the
+    model forward on the full sequence with all images. A token/feature mismatch raises the model's real
+    "Image features and image tokens do not match" error here."""
+    import torch
+
+    post = await _worker(model_dir)._agent_loop_postprocess(out, validate=False, raw_prompt=[])
+    keep = post.attention_mask[0].bool()
+    mmi = {k: v for k, v in post.multi_modal_inputs.items() if k in ("pixel_values", "image_grid_thw")}
+    n_images = len((out.multi_modal_data or {}).get("images") or [])
+    assert (mmi["image_grid_thw"].shape[0] if mmi else 0) == n_images
+    position_ids = post.position_ids[:, :, keep].transpose(0, 1)  # (1, 4, L) -> (4, 1, L), as verl's actor
+    with torch.no_grad():
+        logits = _model(model_dir)(input_ids=post.input_ids[:, keep], attention_mask=post.attention_mask[:, keep],
+                                   position_ids=position_ids, **mmi).logits
+    assert logits.shape[:2] == (1, int(keep.sum())) and torch.isfinite(logits).all()
+
+
 @pytest.fixture
 def backend():
     b = InMemoryBackend(text={"height": [Hit("Tower", "300 m tall", "http://t", 0.9)],
@@ -158,6 +192,7 @@ async def test_parallel_calls_with_crops_then_answer(tiny_vl_dir, backend):
     assert len(images) == 4
     assert count_pads(tiny_vl_dir, out.prompt_ids + out.response_ids) == expected_pads(processor, images)
     assert count_pads(tiny_vl_dir, out.prompt_ids) == expected_pads(processor, images[:1])
+    await assert_model_accepts(tiny_vl_dir, out)
 
     # one sticky request; the 2nd turn was sent all 4 images with the matching pad count
     assert [c.request_id for c in server.calls] == [server.calls[0].request_id] * 2
@@ -200,6 +235,16 @@ async def test_truncated_mid_observation_drops_it_whole(tiny_vl_dir, backend):
     assert count_pads(tiny_vl_dir, out.prompt_ids + out.response_ids) == expected_pads(
         processor, out.multi_modal_data["images"])
     assert len(server.calls) == 1
+    await assert_model_accepts(tiny_vl_dir, out)
+
+
+async def test_model_check_catches_a_missing_image(tiny_vl_dir, backend):
+    """`assert_model_accepts` is not vacuous: one image fewer than the tokens imply fails it."""
+    server, _ = server_for(tiny_vl_dir, [T_SEARCH, T_ANSWER])
+    out = await make_loop(tiny_vl_dir, server).run(dict(SAMPLING), raw_prompt=raw_prompt(5), extra_info={}, index=0)
+    out.multi_modal_data["images"] = out.multi_modal_data["images"][:-1]
+    with pytest.raises((RuntimeError, ValueError, IndexError, StopIteration)):
+        await assert_model_accepts(tiny_vl_dir, out)
 
 
 async def test_generation_hits_response_length(tiny_qwen25_dir, backend):
@@ -252,6 +297,7 @@ async def test_image_cap_withholds_crops(tiny_qwen25_dir, backend):
     assert out.extra_fields["crops_ok"] == 3  # searched, but only one crop shown
     assert tokenizer.decode(out.response_ids).count("image not shown") == 2
     assert count_pads(tiny_qwen25_dir, out.prompt_ids + out.response_ids) == expected_pads(processor, images)
+    await assert_model_accepts(tiny_qwen25_dir, out)
 
 
 async def test_backend_from_config_is_shared_per_process(tiny_qwen25_dir):
@@ -380,3 +426,4 @@ async def test_generated_vision_token_cuts_the_response(tiny_qwen25_dir, backend
     assert out.extra_fields["finish_reason"] == "invalid_token" and out.extra_fields["truncated"]
     _, processor = _tok_proc(tiny_qwen25_dir)
     assert count_pads(tiny_qwen25_dir, out.prompt_ids + out.response_ids) == expected_pads(processor, [image(0)])
+    await assert_model_accepts(tiny_qwen25_dir, out)

@@ -154,6 +154,18 @@ async def test_ungated_when_reward_is_unknown(config):
     assert len(teacher.calls) == 1
 
 
+async def test_opd_disabled_asks_the_teacher_for_every_row(tiny_qwen25_dir):
+    # hyperseyes.opd.enabled=false leaves verl's plain distillation, which reads every row's teacher outputs:
+    # a sentinel placeholder there would be distilled towards as if it were a teacher log-prob
+    import hyperseyes_verl.verl.distill_loss  # noqa: F401
+
+    teacher = FakeTeacher()
+    w = make_worker(compose_config(tiny_qwen25_dir, ["+hyperseyes.opd.enabled=false"]), teacher)
+    outs = [make_output(1), make_output(0)]
+    await run(w, outs)
+    assert len(teacher.calls) == 2 and [o.extra_fields["opd_teacher_status"] for o in outs] == ["scored"] * 2
+
+
 def test_manager_installs_the_gated_worker():
     from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ
 

@@ -199,3 +199,34 @@ def test_opd_mode_follows_the_distillation_loss_mode_and_contradictions_are_refu
     with pytest.raises(ValueError, match="every rollout"):  # verl's plain k1 would distil successes too
         resolve_opd_config(cfg("k1"))
     assert resolve_opd_config(cfg("k1", enabled=False)).mode is None  # OPD off: nothing to tie
+
+    def with_loss(loss_mode, **loss):
+        c = cfg(loss_mode)
+        c.distillation.distillation_loss.update(loss)
+        return c
+
+    with pytest.raises(ValueError, match="use_task_rewards=false drops that loss"):  # shaping would be unused
+        resolve_opd_config(with_loss("opd_in_advantage", use_task_rewards=False))
+    with pytest.raises(ValueError, match="does not depend on the teacher"):
+        resolve_opd_config(with_loss("k1_failed_only", use_policy_gradient=False))
+    assert resolve_opd_config(with_loss("k3_failed_only", use_policy_gradient=False)).mode == "loss"
+    assert resolve_opd_config(with_loss("k1_failed_only", use_task_rewards=False)).mode == "loss"  # pure OPD
+
+
+@pytest.mark.parametrize("extra_fields", [
+    [{}] * 4,  # a manager that writes no reward_extra_info at all
+    [{"reward_extra_info": {"acc": 1.0, "score": 1.0, "pred": "x"}}] * 4,  # verl's naive manager with its score dict
+])
+def test_official_mode_with_another_reward_manager_says_what_to_configure(extra_fields):
+    from hyperseyes_verl.trace.official import official_group_scores
+    from hyperseyes_verl.verl.advantage_step import unwrap_infos
+
+    infos = unwrap_infos(extra_fields)
+    with pytest.raises(ValueError, match=r"TRACE official mode.*reward_extra_info\['(acc|answered)'\].*"
+                                         r"reward_manager.name=TraceRewardManager.*trace.mode=paper"):
+        assemble_advantages(batch([1.0] * 4), KEYS, infos, adv_estimator="grpo", verl_advantage_fn=grpo(KEYS),
+                            trace_mode="official", group_scores_fn=official_group_scores)
+    # paper mode leaves the reward to that manager: verl's GRPO runs unchanged
+    res = assemble_advantages(batch([1.0, 0.0, 1.0, 0.0]), KEYS, infos, adv_estimator="grpo",
+                              verl_advantage_fn=grpo(KEYS), trace_mode="paper")
+    assert res.advantages_BT[0, 0] > 0 > res.advantages_BT[1, 0]

@@ -27,7 +27,8 @@ class EndpointConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible root, ending before /chat")
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key (may be unset)")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key (may be "
+                                    "unset: no Authorization header); None: never send a key")
     timeout_s: float = Field(120.0, gt=0, description="per request")
     max_attempts: int = Field(4, ge=1, description="tries per request for timeouts, connection errors, 5xx, 429")
     backoff_s: float = Field(0.5, ge=0, description="first back-off; doubles per retry")
@@ -91,7 +92,7 @@ class OpenAIChatClient:
 
     def __init__(self, config: EndpointConfig, transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
-        key = os.environ.get(config.api_key_env, "")
+        key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         limits = httpx.Limits(max_connections=config.max_connections)
         self._http = httpx.AsyncClient(base_url=config.base_url.rstrip("/"), headers=headers, limits=limits,

@@ -1,9 +1,10 @@
 """LLM judge over any OpenAI-compatible endpoint (`POST {base_url}/chat/completions`).
 
 Official semantics (HyperEyes release): the judge is asked whether the prediction *contains* the
-ground truth and answers `Correct` or `Incorrect`, at temperature 0. Transport errors, 5xx/429,
-timeouts and unparsable replies are retried within bounds (tenacity), then raised as
-`JudgeFailure` so the caller can fall back and count it; a failure never becomes a silent 0.
+ground truth and answers `Correct` or `Incorrect`, at temperature 0. Transport, timeout, 5xx/429 retries
+and error typing are the shared `hyperseyes_verl.agent.openai_client` ones; on top of them an unparsable
+reply is re-asked (same bound). Whatever still fails is raised as `JudgeFailure` so the caller falls
+back and counts it; a failure never becomes a silent 0.
 """
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import os
 import re
 from collections.abc import Sequence
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from hyperseyes_verl.agent.openai_client import EndpointConfig, EndpointError, OpenAIChatClient
 from hyperseyes_verl.judge.types import JudgeFailure
 
 DEFAULT_PROMPT = (
@@ -50,68 +50,47 @@ def parse_verdict(text: str) -> bool:
     return found.pop()
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        code = exc.response.status_code
-        return code >= 500 or code == 429
-    return isinstance(exc, (httpx.TransportError, JudgeFailure))
-
-
 class LLMJudge:
-    """One per process; owns an httpx client and a concurrency cap."""
+    """One per process; owns a chat client (re-made per event loop: httpx clients are loop-bound) and a
+    concurrency cap."""
 
     def __init__(self, config: LLMJudgeConfig):
         self.config = config
-        self._client: httpx.AsyncClient | None = None
+        self._client: OpenAIChatClient | None = None
         self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _ensure(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _ensure(self) -> tuple[OpenAIChatClient, asyncio.Semaphore]:
+        c = self.config
+        if c.api_key_env and not os.environ.get(c.api_key_env):
+            raise JudgeFailure(f"environment variable {c.api_key_env!r} (judge API key) is not set")
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:  # clients are bound to one event loop
-            headers = {}
-            if self.config.api_key_env:
-                key = os.environ.get(self.config.api_key_env)
-                if not key:
-                    raise JudgeFailure(f"environment variable {self.config.api_key_env!r} (judge API key) is not set")
-                headers["Authorization"] = f"Bearer {key}"
-            self._client = httpx.AsyncClient(base_url=self.config.base_url.rstrip("/"), headers=headers,
-                                             timeout=self.config.timeout_s)
-            self._sem = asyncio.Semaphore(self.config.max_concurrency)
+        if self._client is None or self._loop is not loop:
+            self._client = OpenAIChatClient(EndpointConfig(
+                base_url=c.base_url, api_key_env=c.api_key_env, timeout_s=c.timeout_s, max_attempts=c.max_attempts,
+                backoff_s=c.backoff_s, max_backoff_s=8.0, max_connections=c.max_concurrency))
+            self._sem = asyncio.Semaphore(c.max_concurrency)
             self._loop = loop
         return self._client, self._sem
 
-    async def _ask_once(self, question: str, prediction: str, answers: Sequence[str]) -> bool:
+    async def judge(self, question: str, prediction: str, answers: Sequence[str]) -> bool:
+        """True/False verdict; raises JudgeFailure once the endpoint failed after its retries, or after
+        `max_attempts` unparsable replies."""
         client, sem = self._ensure()
         content = self.config.prompt.format(question=question, answers=" | ".join(answers), prediction=prediction)
-        body = {"model": self.config.model, "temperature": 0, "max_tokens": self.config.max_tokens,
-                "messages": [{"role": "user", "content": content}]}
-        async with sem:
-            resp = await client.post("/chat/completions", json=body)
-        resp.raise_for_status()
-        try:
-            reply = resp.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise JudgeFailure(f"malformed chat completion: {resp.text[:120]!r}") from e
-        return parse_verdict(reply)
-
-    async def judge(self, question: str, prediction: str, answers: Sequence[str]) -> bool:
-        """True/False verdict; raises JudgeFailure after `max_attempts` failed tries."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.max_attempts),
-            wait=wait_exponential(multiplier=self.config.backoff_s, max=8.0),
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._ask_once(question, prediction, answers)
-        except JudgeFailure:
-            raise
-        except (httpx.HTTPError, OSError) as e:
-            raise JudgeFailure(f"judge endpoint {self.config.base_url} failed: {type(e).__name__}: {e}") from e
-        raise JudgeFailure("unreachable")  # pragma: no cover
+        messages = [{"role": "user", "content": content}]
+        last: JudgeFailure | None = None
+        for _ in range(self.config.max_attempts):
+            try:
+                async with sem:
+                    reply = await client.chat(self.config.model, messages, temperature=0,
+                                              max_tokens=self.config.max_tokens)
+                return parse_verdict(reply.text)
+            except JudgeFailure as e:  # unparsable: ask again (the endpoint itself is healthy)
+                last = e
+            except EndpointError as e:  # already retried by the client where retrying makes sense
+                raise JudgeFailure(f"judge endpoint {self.config.base_url} failed: {e}") from e
+        raise last
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import os
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -102,7 +103,25 @@ def check_rl_data(cfg: DictConfig, report: Report) -> dict[str, list[str]]:
         if OmegaConf.is_missing(cfg, key) or select(cfg, key) is None:
             continue  # reported as unset
         found[key] = check_parquet(as_file_list(select(cfg, key)), key, report, required)
+    check_row_counts(cfg, found, report)
     return found
+
+
+def check_row_counts(cfg: DictConfig, found: dict[str, list[str]], report: Report) -> None:
+    """verl drops the train loader's last partial batch and asserts both loaders are non-empty at startup."""
+    import pyarrow.parquet as pq
+
+    batch = select(cfg, "data.train_batch_size", 0) or 0
+    for key, need in (("data.train_files", batch), ("data.val_files", 1)):
+        files = [f for f in found.get(key) or [] if os.path.isfile(f)]
+        if not files:
+            continue
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        if rows < need:
+            report.fail("data", f"{key} has {rows} rows, fewer than " + (
+                f"one batch (data.train_batch_size = {batch}): verl drops the partial batch and stops with "
+                "'Train dataloader is empty!'; add rows or lower data.train_batch_size" if key == "data.train_files"
+                else "1: verl stops with 'Validation dataloader is empty!'; point it at a non-empty file"))
 
 
 def check_agent_loop(cfg: DictConfig, report: Report, data_files: dict[str, list[str]], trees: dict) -> None:

@@ -75,8 +75,11 @@ class EmbeddedConfig(_Frozen):
     image_min_score: float = Field(0.7, ge=0, le=1,
                                    description="image hits below this cosine are dropped (unrelated images score ~0.5-0.65)")
     snippet_chars: int = Field(600, ge=20, description="snippet = the document text cut to this length")
-    threads: int = Field(2, ge=1, description="worker threads for index lookups (keeps the event loop free; lookups "
-                                                "hold the GIL, so more threads than cores only add contention)")
+    threads: int = Field(2, ge=1, description="worker threads for index lookups, each answering one batch at a time "
+                                                "(keeps the event loop free; more threads than cores only add contention)")
+    batch_window_ms: float = Field(0.5, ge=0, le=100, description="a lookup waits this long for other concurrent "
+                                                                  "searches to join its batch (adds at most this latency)")
+    batch_max: int = Field(64, ge=1, description="most searches answered by one batched lookup")
     mmap: bool = Field(False, description="memory-map the index arrays (many processes on one host)")
     cache: CacheConfig | None = None
 

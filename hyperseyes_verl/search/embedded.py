@@ -3,7 +3,8 @@ fingerprint index, built once by `hyperseyes index build` and loaded in well und
 
 Layout of INDEX_DIR: manifest.json (format, counts, sources), text/ (bm25s arrays + docs.json),
 image/ (features.npy + images.json). Either part may be absent (text-only or image-only index).
-Lookups run in a small thread pool so many concurrent searches never block the event loop.
+Lookups run in a small thread pool so many concurrent searches never block the event loop, and concurrent
+searches are coalesced into batched lookups (coalesce.py): 64 in flight cost less than 64 in a row.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from hyperseyes_verl.search.base import FailureKind, Hit, SearchFailure
+from hyperseyes_verl.search.coalesce import Coalescer
 from hyperseyes_verl.search.config import EmbeddedConfig, SearchConfigError
 from hyperseyes_verl.search.embedded_image import ImageIndex, read_images_meta
 from hyperseyes_verl.search.embedded_text import TextIndex, read_corpus
@@ -64,7 +66,7 @@ def build_index(out_dir: str | Path, corpus: str | Path | None = None, images_di
                       "corpus": str(corpus) if corpus else None, "images_dir": str(images_dir) if images_dir else None}
     try:
         if corpus is not None:
-            docs = list(tqdm(read_corpus(corpus), desc="reading corpus", unit="doc", disable=not progress))
+            docs = read_corpus(corpus)
             TextIndex.build(docs, show_progress=progress).save(tmp / "text")
             manifest["text_docs"] = len(docs)
         if images_dir is not None:
@@ -103,7 +105,7 @@ class EmbeddedIndex:
 
 
 class EmbeddedBackend:
-    """`SearchBackend` over an `EmbeddedIndex`."""
+    """`SearchBackend` over an `EmbeddedIndex`; concurrent searches share batched lookups."""
 
     def __init__(self, cfg: EmbeddedConfig, index: EmbeddedIndex | None = None):
         self.cfg = cfg
@@ -111,30 +113,54 @@ class EmbeddedBackend:
         self.index = index or EmbeddedIndex(cfg.index_dir, mmap=cfg.mmap)
         self._pool = ThreadPoolExecutor(max_workers=cfg.threads, thread_name_prefix=f"{cfg.name}-search")
         self._counts: Counter = Counter()
+        window_s = cfg.batch_window_ms / 1000
+        self._text = Coalescer(self._text_batch, window_s, cfg.batch_max, cfg.threads)
+        self._image = Coalescer(self._image_batch, window_s, cfg.batch_max, cfg.threads)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    def _no(self, part: str) -> SearchFailure:
+        self._counts[FailureKind.CONFIG.value] += 1
+        return SearchFailure(FailureKind.CONFIG, f"index {str(self.index.dir)!r} has no {part}")
+
     async def text_search(self, query: str, k: int) -> list[Hit]:
         self._counts["text"] += 1
         if self.index.text is None:
-            self._counts[FailureKind.CONFIG.value] += 1
-            raise SearchFailure(FailureKind.CONFIG, f"index {str(self.index.dir)!r} has no text corpus")
-        found = await self._run(self.index.text.search, query, k, self.cfg.min_score)
-        return [Hit(title=d.title, snippet=d.text[: self.cfg.snippet_chars], url=d.url, score=round(s, 4),
-                    image_url=d.image) for d, s in found]
+            raise self._no("text corpus")
+        return await self._text.submit((query, k))
 
     async def image_search(self, image: Image.Image, k: int) -> list[Hit]:
         self._counts["image"] += 1
         if self.index.image is None:
-            self._counts[FailureKind.CONFIG.value] += 1
-            raise SearchFailure(FailureKind.CONFIG, f"index {str(self.index.dir)!r} has no images")
-        found = await self._run(self.index.image.search, image, k, self.cfg.image_min_score)
-        return [Hit(title=d.title, snippet=d.text[: self.cfg.snippet_chars], url=d.url, score=round(s, 4),
-                    image_url=d.path) for d, s in found]
+            raise self._no("images")
+        return await self._image.submit((image, k))
+
+    async def _text_batch(self, items: list[tuple[str, int]]) -> list[list[Hit]]:
+        found = await self._run(self.index.text.search_many, [q for q, _ in items], [k for _, k in items],
+                                self.cfg.min_score)
+        return [[Hit(title=d.title, snippet=d.text[: self.cfg.snippet_chars], url=d.url, score=round(s, 4),
+                     image_url=d.image) for d, s in row] for row in found]
+
+    async def _image_batch(self, items: list[tuple[Image.Image, int]]) -> list:
+        found = await self._run(self.index.image.search_many, [im for im, _ in items], [k for _, k in items],
+                                self.cfg.image_min_score)
+        out: list = []
+        for row in found:
+            if isinstance(row, Exception):
+                self._counts[FailureKind.INTERNAL.value] += 1
+                out.append(SearchFailure(FailureKind.INTERNAL, str(row)))
+            else:
+                out.append([Hit(title=d.title, snippet=d.text[: self.cfg.snippet_chars], url=d.url, score=round(s, 4),
+                                image_url=d.path) for d, s in row])
+        return out
 
     def metrics(self) -> dict[str, float]:
-        return {f"search/{self.name}/{k}": float(v) for k, v in self._counts.items()}
+        out = {f"search/{self.name}/{k}": float(v) for k, v in self._counts.items()}
+        for kind, c in (("text", self._text), ("image", self._image)):
+            if c.batches:
+                out[f"search/{self.name}/{kind}_batch_mean"] = c.items / c.batches
+        return out
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False)

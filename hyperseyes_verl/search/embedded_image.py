@@ -1,17 +1,24 @@
 """Reverse image search over a folder of images: one fingerprint per image (image_fingerprint.py) in a
-float32 matrix, cosine similarity by one matrix-vector product. Relevance = max(0, cosine)."""
+float32 matrix (as stored), cosine similarity of a batch of queries by one float64 matrix product.
+Relevance = max(0, cosine).
+
+Why float64: BLAS sums a matrix product in an order that depends on the batch size, so float32 similarities of
+one image differ in the last bits between a batch of 1 and of 64 and near-ties could swap. In float64 those
+differences (~1e-16) vanish when the similarities are rounded to float32 for ranking, so a batched answer
+equals the single one."""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from hyperseyes_verl.search.image_fingerprint import EMBEDDING_DIM, image_embedding
+from hyperseyes_verl.utils.jsonl import read_jsonl
 
 _FEATURES_FILE = "features.npy"
 _META_FILE = "images.json"
@@ -34,18 +41,12 @@ def read_images_meta(images_dir: str | Path, meta_path: str | Path | None) -> li
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts)
         return [ImageDoc(path=str(p.relative_to(root)), title=p.stem.replace("_", " "), text="", url="") for p in files]
     docs = []
-    with open(meta_path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{meta_path}:{n}: not a JSON object ({e})") from None
-            if not isinstance(d, dict) or not isinstance(d.get("path"), str):
-                raise ValueError(f"{meta_path}:{n}: an image entry needs a string 'path' relative to {root}, got {str(d)[:120]!r}")
-            docs.append(ImageDoc(path=d["path"], title=str(d.get("title", "")), text=str(d.get("text", "")),
-                                 url=str(d.get("url", "")), entity=d.get("entity")))
+    for n, d in enumerate(read_jsonl(meta_path, required=("path",), what="metadata entry"), 1):
+        if not isinstance(d["path"], str):
+            raise ValueError(f"{meta_path}: metadata entry {n}: 'path' must be a string relative to {root}, "
+                             f"got {str(d)[:120]!r}")
+        docs.append(ImageDoc(path=d["path"], title=str(d.get("title", "")), text=str(d.get("text", "")),
+                             url=str(d.get("url", "")), entity=d.get("entity")))
     return docs
 
 
@@ -58,6 +59,7 @@ class ImageIndex:
                              "rebuild the index with `hyperseyes index build`")
         self.features = features
         self.docs = docs
+        self._f64: np.ndarray | None = None  # the float64 copy products use, made on first search
 
     @classmethod
     def build(cls, images_dir: str | Path, docs: list[ImageDoc],
@@ -98,10 +100,36 @@ class ImageIndex:
 
     def search(self, image: Image.Image, k: int, min_score: float = 0.0) -> list[tuple[ImageDoc, float]]:
         """Up to `k` (image entry, relevance in [0,1]) pairs with relevance >= `min_score`, best first."""
-        if k <= 0 or not self.docs:
-            return []
-        sims = self.features @ image_embedding(image)
-        k = min(k, len(sims))
-        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return [(self.docs[int(i)], max(0.0, float(sims[i]))) for i in top if max(0.0, float(sims[i])) >= min_score]
+        found = self.search_many([image], k, min_score)[0]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def search_many(self, images: Sequence[Image.Image], k: int | Sequence[int], min_score: float = 0.0
+                    ) -> list[list[tuple[ImageDoc, float]] | ValueError]:
+        """`search` for each image (with its own k when `k` is a list), by one matrix product. An image that cannot
+        be embedded (e.g. 0x0) gets its ValueError in its slot instead of failing the batch."""
+        ks = [k] * len(images) if isinstance(k, int) else list(k)
+        if len(ks) != len(images):
+            raise ValueError(f"search_many got {len(images)} images but {len(ks)} values of k")
+        out: list = [[] for _ in images]
+        rows, vecs = [], []
+        for i, image in enumerate(images):
+            try:
+                vecs.append(image_embedding(image))
+                rows.append(i)
+            except (ValueError, OSError) as e:
+                out[i] = ValueError(f"cannot fingerprint the query image ({e})")
+        if not rows or not self.docs:
+            return out
+        if self._f64 is None:
+            self._f64 = np.ascontiguousarray(self.features, dtype=np.float64)
+        sims_all = (np.stack(vecs).astype(np.float64) @ self._f64.T).astype(np.float32)
+        for sims, i in zip(sims_all, rows):
+            qk = min(ks[i], len(sims))
+            if qk <= 0:
+                continue
+            top = np.argpartition(-sims, qk - 1)[:qk] if qk < len(sims) else np.arange(len(sims))
+            top = top[np.argsort(-sims[top], kind="stable")]
+            out[i] = [(self.docs[int(j)], s) for j in top if (s := max(0.0, float(sims[j]))) >= min_score]
+        return out

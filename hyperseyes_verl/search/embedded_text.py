@@ -15,10 +15,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Sequence
 
 import bm25s
 import numpy as np
+
+from hyperseyes_verl.utils.jsonl import read_jsonl
 
 _DOCS_FILE = "docs.json"
 
@@ -37,20 +39,15 @@ class TextDoc:
     image: str | None = None
 
 
-def read_corpus(path: str | Path) -> Iterable[TextDoc]:
-    """Documents of a JSONL corpus (CONTRACTS §6); a malformed line names its number and what is wrong."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON object ({e}); each line must be one document") from None
-            if not isinstance(d, dict) or not isinstance(d.get("text"), str) or not isinstance(d.get("title", ""), str):
-                raise ValueError(f"{path}:{n}: a document needs string fields 'title' and 'text', got {str(d)[:120]!r}")
-            yield TextDoc(id=str(d.get("id", n)), title=d.get("title", ""), text=d["text"], url=str(d.get("url", "")),
-                          image=d.get("image"))
+def read_corpus(path: str | Path) -> list[TextDoc]:
+    """Documents of a JSONL corpus (CONTRACTS §6); a malformed line names the file, its number and what is wrong."""
+    docs = []
+    for n, d in enumerate(read_jsonl(path, required=("text",), what="document"), 1):
+        if not isinstance(d["text"], str) or not isinstance(d.get("title", ""), str):
+            raise ValueError(f"{path}: document {n}: 'title' and 'text' must be strings, got {str(d)[:120]!r}")
+        docs.append(TextDoc(id=str(d.get("id", n)), title=d.get("title", ""), text=d["text"], url=str(d.get("url", "")),
+                            image=d.get("image")))
+    return docs
 
 
 class TextIndex:
@@ -98,7 +95,21 @@ class TextIndex:
 
     def search(self, query: str, k: int, min_score: float = 0.0) -> list[tuple[TextDoc, float]]:
         """Up to `k` (document, relevance in [0,1]) pairs with relevance >= `min_score`, best first."""
-        terms = list(dict.fromkeys(tokenize([query])[0]))  # unique, in order
+        return self.search_many([query], k, min_score)[0]
+
+    def search_many(self, queries: Sequence[str], k: int | Sequence[int],
+                    min_score: float = 0.0) -> list[list[tuple[TextDoc, float]]]:
+        """`search` for each query (with its own k when `k` is a list). One tokenizer call for the batch; each
+        query is then scored exactly as alone, so a batched answer equals the single one."""
+        ks = [k] * len(queries) if isinstance(k, int) else list(k)
+        if len(ks) != len(queries):
+            raise ValueError(f"search_many got {len(queries)} queries but {len(ks)} values of k")
+        if not queries:
+            return []
+        return [self._rank(terms, qk, min_score) for terms, qk in zip(tokenize(list(queries)), ks)]
+
+    def _rank(self, tokens: list[str], k: int, min_score: float) -> list[tuple[TextDoc, float]]:
+        terms = list(dict.fromkeys(tokens))  # unique, in order
         if not terms or k <= 0:
             return []
         vocab = self.retriever.vocab_dict

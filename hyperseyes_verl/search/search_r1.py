@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from hyperseyes_verl.search.base import FailureKind, Hit, SearchFailure
+from hyperseyes_verl.search.coalesce import Coalescer
 from hyperseyes_verl.search.config import SearchR1Config
 from hyperseyes_verl.search.http_client import HttpSearchClient
 from hyperseyes_verl.search.serper import jpeg_bytes
@@ -59,8 +60,8 @@ class SearchR1Backend:
     def __init__(self, cfg: SearchR1Config):
         self.cfg, self.name = cfg, cfg.name
         self.client = HttpSearchClient(cfg.name, cfg.url, cfg.http)
-        self._pending: list[tuple[str, int, asyncio.Future]] = []
-        self._flush_task: asyncio.Task | None = None
+        self._batcher = (Coalescer(self._retrieve_batch, cfg.batch_window_ms / 1000, cfg.batch_max,
+                                   max_workers=cfg.http.max_concurrency) if cfg.batch_window_ms > 0 else None)
 
     def _rows(self, answer: Any, n: int) -> list[list[Hit]]:
         try:
@@ -84,44 +85,24 @@ class SearchR1Backend:
         return [self._keep(row, k) for row in self._rows(answer, len(queries))]
 
     async def text_search(self, query: str, k: int) -> list[Hit]:
-        if self.cfg.batch_window_ms <= 0:
+        if self._batcher is None:
             return (await self.retrieve([query], k))[0]
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((query, k, fut))
-        if len(self._pending) >= self.cfg.batch_max:
-            self._flush()
-        elif self._flush_task is None:
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush_later())
-        return await fut
+        return await self._batcher.submit((query, k))
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.cfg.batch_window_ms / 1000)
-        self._flush_task = None
-        self._flush()
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if self._flush_task is not None and batch:
-            self._flush_task.cancel()
-            self._flush_task = None
-        by_k: dict[int, list[tuple[str, asyncio.Future]]] = {}
-        for q, k, fut in batch:
-            by_k.setdefault(k, []).append((q, fut))
-        for k, items in by_k.items():
-            asyncio.get_running_loop().create_task(self._send(k, items))
-
-    async def _send(self, k: int, items: list[tuple[str, asyncio.Future]]) -> None:
-        try:
-            rows = await self.retrieve([q for q, _ in items], k)
-        except Exception as e:  # noqa: BLE001 - every waiter gets the same failure
-            err = e if isinstance(e, SearchFailure) else SearchFailure(FailureKind.INTERNAL, f"{type(e).__name__}: {e}")
-            for _, fut in items:
-                if not fut.done():
-                    fut.set_exception(err)
-            return
-        for (_, fut), row in zip(items, rows):
-            if not fut.done():
-                fut.set_result(row)
+    async def _retrieve_batch(self, items: list[tuple[str, int]]) -> list[list[Hit] | BaseException]:
+        """One request per distinct k (the protocol has one topk per request), sent concurrently."""
+        by_k: dict[int, list[int]] = {}
+        for n, (_, k) in enumerate(items):
+            by_k.setdefault(k, []).append(n)
+        answers = await asyncio.gather(*(self.retrieve([items[n][0] for n in ns], k) for k, ns in by_k.items()),
+                                       return_exceptions=True)
+        out: list = [None] * len(items)
+        for ns, rows in zip(by_k.values(), answers):
+            if isinstance(rows, BaseException) and not isinstance(rows, SearchFailure):
+                rows = SearchFailure(FailureKind.INTERNAL, f"{type(rows).__name__}: {rows}")
+            for j, n in enumerate(ns):
+                out[n] = rows if isinstance(rows, SearchFailure) else rows[j]  # a failed request fails all its queries
+        return out
 
     async def image_search(self, image: Image.Image, k: int) -> list[Hit]:
         if not self.cfg.image_path:

@@ -49,19 +49,18 @@ def create_app(index: EmbeddedIndex, min_score: float = 0.6, image_min_score: fl
         if index.text is None:
             raise HTTPException(404, f"index {str(index.dir)!r} has no text corpus")
         result = []
-        for q in req.queries:
-            row = []
-            for d, s in index.text.search(q, req.topk, min_score):
-                doc = {"id": d.id, "contents": f'"{d.title}"\n{d.text[:snippet_chars]}', "url": d.url, "image": d.image}
-                row.append({"document": doc, "score": round(s, 4)} if req.return_scores else doc)
-            result.append(row)
+        for row in index.text.search_many(req.queries, req.topk, min_score):  # one batched lookup per request
+            docs = [{"id": d.id, "contents": f'"{d.title}"\n{d.text[:snippet_chars]}', "url": d.url, "image": d.image}
+                    for d, _ in row]
+            result.append([{"document": doc, "score": round(s, 4)} for doc, (_, s) in zip(docs, row)]
+                          if req.return_scores else docs)
         return {"result": result}
 
     @app.post("/image_retrieve")
     def image_retrieve(req: ImageRetrieveRequest) -> dict:
         if index.image is None:
             raise HTTPException(404, f"index {str(index.dir)!r} has no images")
-        result = []
+        images = []
         for n, b64 in enumerate(req.images):
             try:
                 raw = base64.b64decode(b64.split(",", 1)[1] if b64.startswith("data:") else b64, validate=True)
@@ -69,10 +68,13 @@ def create_app(index: EmbeddedIndex, min_score: float = 0.6, image_min_score: fl
                 img.load()
             except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
                 raise HTTPException(400, f"images[{n}] is not a base64-encoded image file: {e}") from None
-            result.append([{"title": d.title, "text": d.text[:snippet_chars], "url": d.url, "score": round(s, 4),
-                            "image": d.path, "entity": d.entity}
-                           for d, s in index.image.search(img, req.topk, image_min_score)])
-        return {"result": result}
+            images.append(img)
+        rows = index.image.search_many(images, req.topk, image_min_score)
+        for n, row in enumerate(rows):
+            if isinstance(row, Exception):
+                raise HTTPException(400, f"images[{n}]: {row}")
+        return {"result": [[{"title": d.title, "text": d.text[:snippet_chars], "url": d.url, "score": round(s, 4),
+                             "image": d.path, "entity": d.entity} for d, s in row] for row in rows]}
 
     return app
 

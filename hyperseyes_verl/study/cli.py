@@ -1,6 +1,7 @@
 """`hyperseyes study`: do TRACE, HDPO and OPD gating push a policy toward fewer rounds without losing accuracy?
 
     hyperseyes study --out runs/study [--seed 0 --epochs 60 --prompts 256] [--only acc_only,trace_paper]
+                     [--estimator grpo]
 
 A CPU-sized, seeded check that drives the project's real reward code (TRACE official / paper rule, the
 reference store, HDPO, OPD gating) and verl's own GRPO estimator with a tabular policy over search
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of population and sampling")
     parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over the population")
     parser.add_argument("--prompts", type=int, default=d.prompts, help="prompts in the population (>= 8)")
+    parser.add_argument("--estimator", default=d.estimator,
+                        help="verl advantage estimator of the scalar-reward signals (grpo, reinforce_plus_plus, ...)")
     parser.add_argument("--only", default="", help="comma-separated subset of runs (acc_only is always included)")
 
 
@@ -52,7 +55,7 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, log=print) -> tup
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = StudyConfig(seed=args.seed, epochs=args.epochs, prompts=args.prompts)
+        cfg = StudyConfig(seed=args.seed, epochs=args.epochs, prompts=args.prompts, estimator=args.estimator)
         only = [s.strip() for s in args.only.split(",") if s.strip()]
         hist, claims, seconds = run_study(cfg, only)
     except ValueError as e:

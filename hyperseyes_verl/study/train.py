@@ -4,7 +4,7 @@ store tightened at every epoch end. Accuracy and rounds are measured exactly (ex
 population under the current policy), so the curves carry no evaluation noise."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,8 @@ class StudyConfig(BaseModel):
     n: int = Field(8, ge=2, description="rollouts per prompt (GRPO group size; official: 8)")
     lr: float = Field(0.5, gt=0, description="step size on the logits (mean gradient per entity count)")
     world: WorldConfig = Field(default_factory=WorldConfig, description="the strategy / success model")
+    estimator: str = Field("grpo", description="verl advantage estimator of the scalar-reward signals "
+                           "(`grpo`; `reinforce_plus_plus` whitens over the batch, with no per-group baseline)")
 
 
 @dataclass
@@ -60,6 +62,7 @@ def _policy_step(logits_TS: np.ndarray, type_N: np.ndarray, strategy_N: np.ndarr
 
 
 def run_variant(variant: Variant, cfg: StudyConfig, pop: Population | None = None) -> History:
+    variant = replace(variant, estimator=cfg.estimator)
     rng = np.random.default_rng(cfg.seed)
     pop = pop or make_population(cfg.prompts, cfg.world, np.random.default_rng(cfg.seed))
     logits_TS = initial_logits(cfg.world)

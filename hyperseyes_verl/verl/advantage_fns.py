@@ -19,8 +19,11 @@ def verl_outcome_advantages(scores_N: np.ndarray, group_N: np.ndarray, estimator
     """Per-rollout advantages from verl's estimator `estimator`; `group_N` plays verl's `uid` role."""
     import torch
 
+    from verl.trainer.config import AlgoConfig
+
     fn = _estimator(estimator)
     rewards_N1 = torch.as_tensor(np.asarray(scores_N, dtype=np.float32))[:, None]
+    # verl's default algorithm config: estimators such as reinforce_plus_plus read `gamma` from it
     adv_N1, _ = fn(token_level_rewards=rewards_N1, response_mask=torch.ones_like(rewards_N1),
-                   index=np.asarray(group_N))
+                   index=np.asarray(group_N), config=AlgoConfig())
     return adv_N1[:, 0].numpy().astype(np.float64)

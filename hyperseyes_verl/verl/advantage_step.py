@@ -83,13 +83,19 @@ def session_layout(batch_keys: Sequence[str]) -> tuple[list[int], np.ndarray]:
     return [row for _, row in final.values()], np.array([order[s] for s in row_session], dtype=np.int64)
 
 
-def component(infos: Sequence[Mapping], key: str, purpose: str) -> np.ndarray:
+# the fix to name when reward components are missing: only TraceRewardManager writes them
+COMPONENTS_HINT = ("they are written by TraceRewardManager: set reward.reward_manager.source=importlib "
+                   "reward.reward_manager.name=TraceRewardManager "
+                   "reward.reward_manager.module.path=pkg://hyperseyes_verl.verl.reward_manager")
+
+
+def component(infos: Sequence[Mapping], key: str, purpose: str, hint: str = COMPONENTS_HINT) -> np.ndarray:
     try:
         return np.array([float(i[key]) for i in infos], dtype=float)
     except KeyError:
         missing = [n for n, i in enumerate(infos) if key not in i][:5]
         raise ValueError(f"{purpose} needs reward_extra_info[{key!r}] (CONTRACTS §4); missing in rows {missing} "
-                         f"(keys present: {sorted(infos[missing[0]]) if missing else []})") from None
+                         f"(keys present: {sorted(infos[missing[0]]) if missing else []}); {hint}") from None
 
 
 def last_token_index(response_mask_BT: torch.Tensor) -> torch.Tensor:
@@ -103,7 +109,9 @@ def official_scores(uid_N: Sequence, infos: Sequence[Mapping], final_rows: list[
                     group_scores_fn: Callable) -> tuple[np.ndarray, dict[str, float]]:
     """Per-row official TRACE score (acc + group bonus, or -0.5 without an answer), computed per uid group
     over the final row of each session and broadcast to that session's rows."""
-    comps = {k: component([infos[r] for r in final_rows], k, "TRACE official mode") for k in TRACE_KEYS}
+    hint = COMPONENTS_HINT + ", or score with your own reward manager under +hyperseyes.trace.mode=paper"
+    comps = {k: component([infos[r] for r in final_rows], k, "TRACE official mode (the default)", hint)
+             for k in TRACE_KEYS}
     groups: dict = defaultdict(list)
     for j, row in enumerate(final_rows):
         groups[uid_N[row]].append(j)

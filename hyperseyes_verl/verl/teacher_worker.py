@@ -72,7 +72,8 @@ class GatedTeacherMixin:
         seq_len = len(prompt_ids) + len(response_ids)
         info = output.extra_fields.get("reward_extra_info")
         # no reward yet (colocated reward model scores later): query the teacher; the trainer's opd_mask gates
-        if cfg.gate_teacher_calls and info is not None and not eligible_from_info(info):
+        # OPD off (hyperseyes.opd.enabled=false) = verl's plain distillation of every row: no placeholders then
+        if cfg.enabled and cfg.gate_teacher_calls and info is not None and not eligible_from_info(info):
             counts["teacher_skips"] += 1
             self._mark(output, seq_len, TeacherStatus.SKIPPED)
             return

@@ -31,6 +31,7 @@ from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+from verl.utils.metric import Metric
 from verl.workers.utils.padding import no_padding_2_padding, response_to_nested
 
 from hyperseyes_verl.hdpo import HDPOConfig
@@ -77,6 +78,17 @@ def resolve_opd_config(config) -> OPDConfig:
         raise ValueError(
             f"hyperseyes.opd.mode={opd.mode!r} contradicts distillation.distillation_loss.loss_mode={loss_mode!r} "
             f"(which means mode {inferred!r}): drop hyperseyes.opd.mode or make them agree")
+    loss = "distillation.distillation_loss"
+    if inferred == "advantage" and not OmegaConf.select(config, f"{loss}.use_task_rewards", default=True):
+        # verl then drops the policy loss (losses.distillation_ppo_loss), where the shaped advantages live
+        raise ValueError(f"{loss}.loss_mode={ADVANTAGE_MODE_LOSS_NAME!r} puts OPD into the advantages, which only "
+                         f"the task policy loss uses, but {loss}.use_task_rewards=false drops that loss: set "
+                         f"use_task_rewards=true, or use k1_failed_only for distillation without task rewards")
+    if loss_mode == "k1_failed_only" and not OmegaConf.select(config, f"{loss}.use_policy_gradient", default=True):
+        # same reason verl refuses plain k1 without policy gradient
+        raise ValueError(f"{loss}.loss_mode='k1_failed_only' with use_policy_gradient=false back-propagates k1, "
+                         "whose gradient does not depend on the teacher: set use_policy_gradient=true or use "
+                         "k3_failed_only / low_var_kl_failed_only")
     return opd.model_copy(update={"mode": inferred})
 
 
@@ -99,8 +111,11 @@ class HDPOTwoSurrogateLoss:
     def __init__(self, base_loss_fn, actor_config, w_tool: float):
         self.base_loss_fn, self.actor_config, self.w_tool = base_loss_fn, actor_config, float(w_tool)
 
-    def __call__(self, model_output, data: TensorDict, dp_group=None):
-        loss, metrics = self.base_loss_fn(model_output=model_output, data=data, dp_group=dp_group)
+    def __call__(self, model_output=None, data: TensorDict = None, dp_group=None, **kwargs):
+        if kwargs.get("student_logits") is not None:
+            # verl's engine also calls the loss fn as the top-k distillation logits processor: not a policy loss
+            return self.base_loss_fn(model_output=model_output, data=data, dp_group=dp_group, **kwargs)
+        loss, metrics = self.base_loss_fn(model_output=model_output, data=data, dp_group=dp_group, **kwargs)
         if "hdpo_tool_advantages" not in data.keys():
             raise ValueError("combine=two_surrogate needs the hdpo_tool_advantages column written by "
                              f"{TRAINER_NAME}'s advantage step")
@@ -114,7 +129,9 @@ class HDPOTwoSurrogateLoss:
             old_log_prob=d["old_log_probs"], log_prob=no_padding_2_padding(model_output["log_probs"], data),
             advantages=d["hdpo_tool_advantages"], response_mask=d["response_mask"].bool(),
             loss_agg_mode=cfg.loss_agg_mode, config=cfg, rollout_is_weights=d.get("rollout_is_weights", None))
-        metrics["hdpo/tool_pg_loss"] = float(tool_loss.detach())
+        pg = metrics.get("actor/pg_loss")  # same aggregation as verl's own pg loss metric
+        metrics["hdpo/tool_pg_loss"] = (Metric(value=tool_loss.detach(), aggregation=pg.aggregation)
+                                        if isinstance(pg, Metric) else float(tool_loss.detach()))
         return loss + self.w_tool * tool_loss, metrics
 
 
