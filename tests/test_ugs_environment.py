@@ -211,6 +211,7 @@ async def test_round_budget_refuses_calls_and_the_episode_continues():
     env = env_with(backend, UGSConfig(max_tool_rounds=1, max_turns=4))
     first = await env.step(call("text_search", input=["a"]))
     assert first.round.rounds_left == 0 and "answer now" in first.observation.text
+    assert env.stats.budget_exhausted  # every tool round is spent, even before a refused call
     refused = await env.step(call("text_search", input=["b"]) + call("text_search", input=["c"]))
     assert not refused.done and refused.round is None and "answer now" in refused.observation.text
     assert "Error (round_budget)" in refused.observation.text and backend.calls == [("text", "a")]
@@ -231,7 +232,10 @@ async def test_turn_budget_ends_the_episode_and_keeps_the_last_turn_for_the_answ
 
 async def test_remaining_round_hints_and_restated_question():
     env = env_with(config=UGSConfig(max_tool_rounds=3, max_turns=9, hint_when_rounds_left=1))
-    texts = [(await env.step(call("text_search", input=[f"q{i}"]))).observation.text for i in range(3)]
+    texts = []
+    for i in range(3):
+        texts.append((await env.step(call("text_search", input=[f"q{i}"]))).observation.text)
+        assert env.stats.budget_exhausted == (i == 2)  # exhausted only once the last round is spent
     assert "remaining" not in texts[0] and "answer now" not in texts[0]
     assert "You have 1 tool round remaining." in texts[1]
     assert "answer now" in texts[2]

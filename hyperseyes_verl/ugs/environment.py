@@ -162,6 +162,8 @@ class SearchEnvironment:
                 rs.search_failure_kinds[outcome.failure_kind] += 1
         self._accumulate(rs)
         rs.rounds_left = self.tool_rounds_left
+        if rs.rounds_left == 0:  # every tool round is spent: the answer must come without more search
+            self.stats.budget_exhausted = True
         last = ContentBuilder()
         last.blocks = messages[-1]["content"]
         self._close(last, rs.rounds_left)
