@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.utils.config import model_from_section
+
 
 class HDPOConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -29,10 +31,5 @@ class HDPOConfig(BaseModel):
 
     @classmethod
     def from_mapping(cls, section) -> "HDPOConfig":
-        if section is None:
-            return cls()
-        data = dict(section.items()) if hasattr(section, "items") else section
-        try:
-            return cls(**data)
-        except Exception as e:
-            raise ValueError(f"invalid hyperseyes.hdpo config {data!r}: {e}") from e
+        """Build from a dict / DictConfig section (None -> defaults); unknown keys raise with their names."""
+        return model_from_section(cls, section, "hyperseyes.hdpo")

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.utils.config import model_from_section
+
 
 class OPDConfig(BaseModel):
     """On-Policy Distillation on failed rollouts. The teacher pool itself is verl's `distillation.*`."""
@@ -29,10 +31,4 @@ class OPDConfig(BaseModel):
     @classmethod
     def from_mapping(cls, section) -> "OPDConfig":
         """Build from a dict / DictConfig section (None -> defaults); unknown keys raise with their names."""
-        if section is None:
-            return cls()
-        data = dict(section.items()) if hasattr(section, "items") else section
-        try:
-            return cls(**data)
-        except Exception as e:  # pydantic's message lists the offending field and value
-            raise ValueError(f"invalid hyperseyes.opd config {data!r}: {e}") from e
+        return model_from_section(cls, section, "hyperseyes.opd")

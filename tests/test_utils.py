@@ -30,3 +30,15 @@ def test_append_only_log_survives_a_cut_line(tmp_path):
     log.append({"id": "c", "ok": True})
     assert [r["id"] for r in log.records()] == ["a", "b", "c"]
     assert log.path.read_text().count("\n") == 4  # the cut line was closed, not glued to "b"
+
+
+def test_config_sections_name_the_section_and_the_bad_field():
+    from hyperseyes_verl.hdpo import HDPOConfig
+    from hyperseyes_verl.opd import OPDConfig
+
+    assert OPDConfig.from_mapping(None) == OPDConfig()
+    assert HDPOConfig.from_mapping({"w_tool": 0.3}).w_tool == 0.3
+    with pytest.raises(ValueError, match=r"invalid hyperseyes.opd config .*bogus"):
+        OPDConfig.from_mapping({"bogus": 1})
+    with pytest.raises(ValueError, match=r"invalid hyperseyes.hdpo config .*w_tool"):
+        HDPOConfig.from_mapping({"w_tool": "lots"})
