@@ -16,24 +16,30 @@ from typing import Any, Iterator, Sequence
 log = logging.getLogger(__name__)
 
 
+def _parsed_lines(path: str | os.PathLike, errors: str = "strict") -> Iterator[tuple[int, Any | json.JSONDecodeError]]:
+    """(line number, parsed value or the decode error) for every non-blank line."""
+    with open(path, encoding="utf-8", errors=errors) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield n, e
+
+
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), what: str = "record") -> list[dict[str, Any]]:
     """Every non-blank line of `path` as a dict; a line that is not a JSON object or lacks a `required` key raises
     ValueError naming `path:line`."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e}); each line must be one {what} object") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: a {what} must be a JSON object, got {type(row).__name__}")
-            missing = [k for k in required if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{n}: {what} lacks {missing}; each {what} needs {list(required)}")
-            rows.append(row)
+    for n, row in _parsed_lines(path):
+        if isinstance(row, json.JSONDecodeError):
+            raise ValueError(f"{path}:{n}: not JSON ({row}); each line must be one {what} object")
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: a {what} must be a JSON object, got {type(row).__name__}")
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise ValueError(f"{path}:{n}: {what} lacks {missing}; each {what} needs {list(required)}")
+        rows.append(row)
     return rows
 
 
@@ -46,17 +52,11 @@ class AppendOnlyJsonl:
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with self.path.open(encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    log.warning("%s:%d: unreadable line skipped (%s): its record will be redone", self.path, n, e)
-                    continue
-                if isinstance(row, dict):
-                    yield row
+        for n, row in _parsed_lines(self.path, errors="replace"):  # a cut multi-byte char is a cut line too
+            if isinstance(row, json.JSONDecodeError):
+                log.warning("%s:%d: unreadable line skipped (%s): its record will be redone", self.path, n, row)
+            elif isinstance(row, dict):
+                yield row
 
     def append(self, row: dict[str, Any] | str) -> None:
         """Append one record (a dict, or an already serialized JSON object line)."""
