@@ -52,7 +52,7 @@ def main():
     base, gated = get_distillation_loss_fn("k1"), get_distillation_loss_fn("k1_failed_only")
     t_base, t_gated = timed_pair(lambda: base(None, Cfg("k1"), mo, td),
                                  lambda: gated(None, Cfg("k1_failed_only"), mo, td))
-    print(f"micro-batch 64 x (512 prompt + 1024 response) tokens")
+    print("micro-batch 64 x (512 prompt + 1024 response) tokens")
     print(f"verl k1:          {t_base * 1e3:8.2f} ms/call")
     print(f"k1_failed_only:   {t_gated * 1e3:8.2f} ms/call")
     print(f"ratio gated/k1:   {t_gated / t_base:8.2f}x")

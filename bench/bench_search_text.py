@@ -94,7 +94,7 @@ async def main(n_docs: int, n_queries: int) -> None:
 
         unbatched = build_backend({"type": "embedded", "index_dir": str(root / "idx"), "min_score": 0.0,
                                    "batch_max": 1, "batch_window_ms": 0})
-        seq = await sequential(backend, queries)
+        seq = sum(via_backend)  # the sequential pass timed above
         conc = await in_flight(backend, queries, 64)
         conc_1 = await in_flight(unbatched, queries, 64)
         loop_lag = await event_loop_lag(backend, queries)
@@ -104,13 +104,6 @@ async def main(n_docs: int, n_queries: int) -> None:
               f"per search {len(queries) / conc_1:.0f} q/s (ratio {seq / conc_1:.2f}x); event-loop lag p95 {loop_lag:.2f} ms")
         await backend.aclose()
         await unbatched.aclose()
-
-
-async def sequential(backend, queries: list[str]) -> float:
-    t = time.perf_counter()
-    for q in queries:
-        await backend.text_search(q, 3)
-    return time.perf_counter() - t
 
 
 async def in_flight(backend, queries: list[str], n: int) -> float:

@@ -22,22 +22,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for `argv` (the arguments after the program name): only the chosen command's module is
+    imported to add its arguments; the others appear by name and help only."""
     parser = argparse.ArgumentParser(prog="hyperseyes", description="HyperEyes on verl")
     sub = parser.add_subparsers(dest="command", required=True)
-    argv = sys.argv[1:]
     wanted = argv[0] if argv and argv[0] in COMMANDS else None
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        if name == wanted:  # only the chosen command's module is imported
+        if name == wanted:
             importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
-    args = build_parser().parse_args()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args) or 0)
 

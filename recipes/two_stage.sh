@@ -26,7 +26,7 @@ USAGE
 STAGE=all DRY_RUN=0 EXTRA=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --stage) STAGE="${2:-}"; shift 2 ;;
+    --stage) STAGE="${2:-}"; shift $(( $# > 1 ? 2 : 1 )) ;;  # a missing value is reported just below
     --stage=*) STAGE="${1#*=}"; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;

@@ -1,6 +1,6 @@
-"""Real HTTP servers for the search tests: a FastAPI app run by uvicorn in a background thread on a free
-127.0.0.1 port. `fault_app` mimics Serper (/search, /lens, /upload) and Search-R1 (/retrieve) with fault
-modes picked by the query text:
+"""A fault-injecting FastAPI app for the search tests, served over real HTTP by
+`hyperseyes_verl.testing.local_server.LocalServer`. `fault_app` mimics Serper (/search, /lens, /upload) and
+Search-R1 (/retrieve) with fault modes picked by the query text:
   "slow"      sleeps 1 s (longer than the tests' timeouts)
   "boom"      HTTP 500 every time
   "flaky"     HTTP 503 on the first two calls of that query, then answers
@@ -13,16 +13,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import socket
-import threading
-import time
 from collections import Counter
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
-
-from hyperseyes_verl.testing.local_server import LocalServer, closed_port_url  # noqa: F401 (re-exported)
 
 API_KEY = "test-key-123"
 

@@ -143,3 +143,12 @@ def test_to_parquet_cli_rl_with_val_split_and_sft(prs_dir, tmp_path):
     sft = pd.read_parquet(tmp_path / "sft.parquet")
     assert len(sft) == 2 and set(sft["id"]) == {"it-a", "it-b"}
     assert json.dumps(list(sft.columns)) and {"messages", "images"} <= set(sft.columns)
+
+
+def test_to_parquet_cli_refuses_a_val_fraction_without_a_val_file(tmp_path):
+    from hyperseyes_verl.cli import main
+
+    with pytest.raises(SystemExit, match="val rows would be dropped"):
+        main(["to-parquet", "rl", "--items", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "t.parquet"),
+              "--val-frac", "0.2"])
+    assert not (tmp_path / "t.parquet").exists()

@@ -126,3 +126,10 @@ def test_detect_shape_prefers_specific_shapes():
     assert detect_shape({"prompt", "reward_model", "images", "data_id"}) == "fvqa"
     assert detect_shape({"question", "answer", "img_1", "img_2"}) == "mmsearch_plus"
     assert detect_shape({"question", "answer", "image"}) == "imeb"
+
+
+def test_plain_prompt_starting_with_a_bracket_keeps_its_text(tmp_path):
+    p = tmp_path / "bc.jsonl"
+    p.write_text(json.dumps({"prompt": "[Photo] Who built this tower?", "answer": "Ann", "image": None}) + "\n")
+    [it] = load_benchmark(p, fmt="browsecomp_vl")
+    assert it.question == "[Photo] Who built this tower?" and it.answers == ["Ann"] and it.image_refs == []

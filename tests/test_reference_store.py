@@ -194,6 +194,10 @@ def test_refs_cli_show_and_export(tmp_path, capsys):
     assert cli_main(["refs", "export", "--path", snap, "--out", str(tmp_path / "r.txt")]) == 2
     with pytest.raises(SystemExit, match="no step_<N>.npz"):
         cli_main(["refs", "show", "--path", str(tmp_path / "empty")])
+    with open(snap, "r+b") as f:  # one named file that does not read: the error says which and why
+        f.truncate(40)
+    with pytest.raises(SystemExit, match="is not a readable TRACE snapshot"):
+        cli_main(["refs", "show", "--path", snap])
 
 
 def test_growth_beyond_initial_capacity_keeps_values():

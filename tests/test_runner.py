@@ -114,3 +114,19 @@ async def test_api_key_comes_from_the_named_env_var(monkeypatch):
         async with OpenAIChatClient(EndpointConfig(base_url=srv.base_url, api_key_env="MY_KEY")) as client:
             await client.chat("m", [{"role": "user", "content": "hi"}])
     assert seen["auth"] == "Bearer sk-test"
+
+
+async def test_each_image_is_encoded_once_however_many_turns_resend_it(monkeypatch):
+    import hyperseyes_verl.agent.runner as runner
+
+    encoded = []
+    real = runner.image_data_url
+    monkeypatch.setattr(runner, "image_data_url", lambda im: encoded.append(im.size) or real(im))
+    image = Image.new("RGB", (200, 100), (200, 30, 30))
+    with FakeChatServer(EpisodeScript({"tallest": [[SEARCH, SEARCH, ANSWER]]})) as srv:
+        async with _client(srv) as client:
+            env = SearchEnvironment(_backend(), "Which is tallest?", [image], UGSConfig(max_tool_rounds=3, max_turns=4))
+            rec = await run_episode(client, "m", env, "Which is tallest?", [image])
+        assert [n_images(r) for r in srv.requests] == [1, 3, 5]  # every turn re-sends every image so far
+    assert rec.answer == "Red Tower" and len(rec.images) == 5
+    assert encoded == [im.size for im in rec.images]  # ...but each one was encoded exactly once

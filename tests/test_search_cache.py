@@ -83,6 +83,39 @@ async def test_concurrent_identical_misses_share_one_backend_call(tmp_path):
     await cache.aclose()
 
 
+async def test_concurrent_identical_searches_share_one_lookup(tmp_path):
+    """Callers arriving while a search is in flight join it before any SQLite lookup of their own."""
+    inner = _backend()
+    cache = CachedBackend(inner, CacheConfig(path=str(tmp_path / "c.sqlite")))
+    await cache.text_search("topic 2 facts", 3)  # now cached
+    lookups = []
+    real_lookup = cache._lookup
+    cache._lookup = lambda key: lookups.append(key) or real_lookup(key)
+    rows = await asyncio.gather(*(cache.text_search("topic 2 facts", 3) for _ in range(6)))
+    assert all(r == [Hit("T2", "snippet 2", "https://x/2", 0.9)] for r in rows)
+    assert len(lookups) == 1 and len(inner.calls) == 1
+    m = cache.metrics()
+    assert (m["search/cache/hits"], m["search/cache/coalesced"]) == (1, 5)
+    await cache.aclose()
+
+
+async def test_a_cancelled_leader_hands_over_to_one_waiting_caller(tmp_path):
+    inner = _backend()
+    inner.latency_s = 0.05
+    cache = CachedBackend(inner, CacheConfig(path=str(tmp_path / "c.sqlite")))
+    leader = asyncio.ensure_future(cache.text_search("topic 4 facts", 3))
+    await asyncio.sleep(0.02)  # the leader is inside the backend call
+    waiters = [asyncio.ensure_future(cache.text_search("topic 4 facts", 3)) for _ in range(3)]
+    await asyncio.sleep(0.005)
+    leader.cancel()
+    rows = await asyncio.gather(*waiters)
+    assert all(r[0].title == "T4" for r in rows) and leader.cancelled()
+    assert len(inner.calls) == 2  # the cancelled leader's call and exactly one successor's
+    m = cache.metrics()
+    assert m["search/cache/misses"] == 2 and m["search/cache/coalesced"] == 2
+    await cache.aclose()
+
+
 async def test_empty_answers_cached_only_when_asked(tmp_path):
     inner = _backend()
     off = CachedBackend(inner, CacheConfig(path=str(tmp_path / "c.sqlite"), cache_empty=False))

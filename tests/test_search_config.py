@@ -43,6 +43,11 @@ def test_invalid_fields_name_the_backend_and_field():
         parse_backend_config(["embedded"])
 
 
+def test_image_upload_endpoint_mode_needs_its_url():
+    with pytest.raises(SearchConfigError, match="endpoint_url"):
+        parse_backend_config({"type": "serper", "image_upload": {"mode": "endpoint"}})
+
+
 def test_configs_are_frozen_and_defaults_are_official():
     cfg = parse_backend_config({"type": "embedded", "index_dir": "idx"})
     assert isinstance(cfg, EmbeddedConfig) and cfg.min_score == 0.6

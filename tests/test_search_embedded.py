@@ -16,7 +16,9 @@ from hyperseyes_verl.search.config import SearchConfigError, build_backend
 from hyperseyes_verl.search.embedded import EmbeddedIndex
 from hyperseyes_verl.search.embedded_image import ImageDoc, ImageIndex
 from hyperseyes_verl.search.embedded_text import TextDoc, TextIndex
+from hyperseyes_verl.search.serve import create_app
 from hyperseyes_verl.search.synthetic import entity_image, jittered_crop, mosaic
+from hyperseyes_verl.testing.local_server import LocalServer
 
 DOCS = [
     ("Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889 for the World's Fair."),
@@ -161,10 +163,6 @@ def test_damaged_index_is_a_config_error(tmp_path):
 
 
 async def test_serve_search_over_search_r1_protocol(index_dir):
-    from search_fake_servers import LocalServer
-
-    from hyperseyes_verl.search.serve import create_app
-
     with LocalServer(create_app(EmbeddedIndex(index_dir))) as srv:
         backend = build_backend({"type": "search_r1", "url": srv.url, "image_path": "/image_retrieve"})
         hits = await backend.text_search("gaudi basilica barcelona", 3)
@@ -222,9 +220,6 @@ async def test_concurrent_backend_searches_share_batches_and_isolate_bad_images(
 
 async def test_serve_search_is_shared_by_two_clients(index_dir):
     """Two independent clients (as two rollout workers would be) query one server at the same time."""
-    from hyperseyes_verl.search.serve import create_app
-    from hyperseyes_verl.testing.local_server import LocalServer
-
     with LocalServer(create_app(EmbeddedIndex(index_dir))) as srv:
         a = build_backend({"type": "search_r1", "name": "worker_a", "url": srv.url, "batch_window_ms": 2})
         b = build_backend({"type": "search_r1", "name": "worker_b", "url": srv.url, "image_path": "/image_retrieve"})

@@ -10,7 +10,8 @@ from PIL import Image
 from hyperseyes_verl.search.base import FailureKind, SearchFailure
 from hyperseyes_verl.search.config import SearchConfigError, backend_metrics, build_backend
 from hyperseyes_verl.search.http_client import TokenBucket
-from search_fake_servers import API_KEY, FaultState, LocalServer, closed_port_url, fault_app
+from hyperseyes_verl.testing.local_server import LocalServer, closed_port_url
+from search_fake_servers import API_KEY, FaultState, fault_app
 
 FAST = {"timeout_s": 0.3, "total_timeout_s": 1.5, "max_retries": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
 

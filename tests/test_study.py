@@ -117,9 +117,9 @@ def _rollouts(strategies, correct, k=4):
 @pytest.mark.parametrize("reward", ["trace_official", "trace_paper", "hdpo"])
 def test_efficiency_signals_rank_parallel_above_serial_and_accuracy_only_does_not(reward):
     r = _rollouts(["parallel", "serial", "partial", "guess"], [True, True, True, False])
-    adv, _ = advantages(Variant("v", reward), r, ReferenceStore(StoreConfig(use_ray=False)), np.zeros(4), 0)
+    adv = advantages(Variant("v", reward), r, ReferenceStore(StoreConfig(use_ray=False)), np.zeros(4), 0)
     assert adv[0] > adv[2] > adv[1] > adv[3]
-    base, _ = advantages(Variant("b", "acc_only"), r, ReferenceStore(StoreConfig(use_ray=False)), np.zeros(4), 0)
+    base = advantages(Variant("b", "acc_only"), r, ReferenceStore(StoreConfig(use_ray=False)), np.zeros(4), 0)
     assert base[0] == pytest.approx(base[1]) == pytest.approx(base[2]) and base[3] < base[0]
 
 

@@ -238,3 +238,13 @@ def test_fuzz_mutated_turn_keeps_the_untouched_calls(calls, data):
         if i != victim:
             assert (name, args) in parsed
     assert turn.n_tool_blocks == len(calls)
+
+
+def test_every_error_kind_is_declared_for_the_format_reward():
+    from hyperseyes_verl.ugs.parser import PARSE_ERROR_KINDS
+
+    turns = ["<tool_call>{bad</tool_call>", "<tool_call>[1]</tool_call>", '<tool_call>{"arguments": {}}</tool_call>',
+             '<tool_call>{"name": "text_search", "arguments": 3}</tool_call>', "<tool_call></tool_call>",
+             "<answer></answer>", 42]
+    kinds = {e.kind for t in turns for e in parse_turn(t).errors}
+    assert kinds <= PARSE_ERROR_KINDS and len(kinds) >= 6, kinds

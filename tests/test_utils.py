@@ -42,3 +42,5 @@ def test_config_sections_name_the_section_and_the_bad_field():
         OPDConfig.from_mapping({"bogus": 1})
     with pytest.raises(ValueError, match=r"invalid hyperseyes.hdpo config .*w_tool"):
         HDPOConfig.from_mapping({"w_tool": "lots"})
+    with pytest.raises(ValueError, match=r"(?s)invalid hyperseyes.hdpo config \[1\]: .*valid dictionary"):
+        HDPOConfig.from_mapping([1])  # a section that is not a mapping at all

@@ -30,7 +30,7 @@ from hyperseyes_verl.verl.dataset import HyperEyesDataset  # noqa: E402
 
 CONTRACT_KEYS = {"tool_rounds", "tool_calls", "searches", "searches_per_round", "crops_ok", "crops_failed",
                  "search_failures", "tool_errors", "budget_exhausted", "answered", "answer", "finish_reason",
-                 "truncated"}
+                 "truncated", "search_failure_kinds"}
 YAML = os.path.join(os.path.dirname(hal.__file__), "agent_loop.yaml")
 
 T_SEARCH = ('<reason>two entities</reason>\n'
@@ -171,7 +171,8 @@ async def test_parallel_calls_with_crops_then_answer(tiny_vl_dir, backend):
                          index=0, tools_kwargs={})
     tokenizer, processor = _tok_proc(tiny_vl_dir)
     ef = out.extra_fields
-    assert CONTRACT_KEYS <= set(ef)
+    assert CONTRACT_KEYS <= set(ef) and set(hal.EXTRA_FIELD_KEYS) == CONTRACT_KEYS
+    assert set(ef) - CONTRACT_KEYS <= {"min_global_steps", "max_global_steps"}  # nothing undocumented
     assert (ef["tool_rounds"], ef["tool_calls"], ef["searches"], ef["searches_per_round"]) == (1, 2, 5, [5])
     assert (ef["crops_ok"], ef["crops_failed"], ef["search_failures"]) == (3, 0, 0)
     assert ef["answered"] and ef["answer"] == "Paris" and ef["finish_reason"] == "answer"
@@ -364,6 +365,16 @@ async def test_observation_merge_without_schemas_gives_the_same_tokens(tiny_vl_d
     out = await make_loop(tiny_vl_dir, server).run(dict(SAMPLING), raw_prompt=raw_prompt(4), extra_info={}, index=0)
     assert (out.prompt_ids, out.response_ids, out.response_mask) == runs[0]
     assert hal._MERGE_NEEDS_TOOLS == {processor.chat_template: False}  # decided by the first merge
+
+
+def test_plugin_registers_the_same_name_and_class_as_the_agent_loop():
+    """plugin.py must not import the agent loop (too heavy for every verl process), so it repeats both names."""
+    from hyperseyes_verl.verl import plugin
+
+    assert plugin.AGENT_NAME == hal.AGENT_NAME
+    module, _, cls = plugin.AGENT_TARGET.rpartition(".")
+    assert module == hal.__name__ and getattr(hal, cls) is hal.HyperEyesAgentLoop
+    assert OmegaConf.load(YAML)[0] == {"name": hal.AGENT_NAME, "_target_": plugin.AGENT_TARGET}
 
 
 def test_dataset_reads_contract_rows_without_torchvision(tiny_qwen25_dir, tmp_path):

@@ -77,6 +77,9 @@ def test_trace_official_then_grpo_then_opd_together():
     assert res.sample_columns["opd_mask"].squeeze(-1).tolist() == [0.0, 0.0, 1.0, 0.0]
     assert res.metrics["opd/eligible_frac"] == 0.5
     assert res.metrics["trace/official_bonus_mean"] == pytest.approx((0.2 - 0.02 + 0 - 0.5) / 4)
+    # the batch's TRACE metrics are logged every step: 2 of 4 correct, the good/bad split of the released rule
+    assert res.metrics["trace/acc"] == 0.5 and res.metrics["trace/answered"] == 0.75
+    assert res.metrics["trace/frac_good"] == 0.25 and res.metrics["trace/frac_bad"] == 0.25
 
 
 def test_hdpo_with_trace_official_and_opd():
@@ -100,6 +103,17 @@ def test_hdpo_with_trace_official_and_opd():
     assert torch.allclose(tool[:, 0], torch.tensor([2 ** -0.5, -(2 ** -0.5), 0, 0]), atol=1e-4)
     # the TRACE group rule changed the logged outcome reward, HDPO itself reads the components
     assert torch.allclose(res.token_level_rewards_BT.sum(-1), torch.tensor([1.2, 0.98, 0.0, -0.5]))
+
+
+def test_a_verl_estimator_keeps_its_own_returns():
+    """GAE's returns (advantages + values) are the critic's targets: the step must not replace them."""
+    def gae_like(d):
+        d.batch["advantages"] = torch.ones(4, 4)
+        d.batch["returns"] = torch.full((4, 4), 5.0)
+        return d
+
+    res = assemble_advantages(batch([1.0, 1.0, 0.0, 0.0]), KEYS, INFOS, adv_estimator="gae", verl_advantage_fn=gae_like)
+    assert torch.equal(res.advantages_BT, torch.ones(4, 4)) and torch.equal(res.returns_BT, torch.full((4, 4), 5.0))
 
 
 def test_sum_form_and_missing_components_error():

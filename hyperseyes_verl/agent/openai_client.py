@@ -29,10 +29,10 @@ class EndpointConfig(BaseModel):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible root, ending before /chat")
     api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key (may be "
                                     "unset: no Authorization header); None: never send a key")
-    timeout_s: float = Field(120.0, gt=0, description="per request")
+    timeout_s: float = Field(120.0, gt=0, allow_inf_nan=False, description="per request")
     max_attempts: int = Field(4, ge=1, description="tries per request for timeouts, connection errors, 5xx, 429")
-    backoff_s: float = Field(0.5, ge=0, description="first back-off; doubles per retry")
-    max_backoff_s: float = Field(8.0, ge=0, description="cap of one back-off")
+    backoff_s: float = Field(0.5, ge=0, allow_inf_nan=False, description="first back-off; doubles per retry")
+    max_backoff_s: float = Field(8.0, ge=0, allow_inf_nan=False, description="cap of one back-off")
     max_connections: int = Field(64, ge=1, description="HTTP connection pool size")
 
 

@@ -6,7 +6,8 @@ The model gets the UGS system prompt (tool schemas described as text, budgets fr
 `SearchEnvironment.step`; each observation goes back as ONE user message
 (`Observation.as_single_message()`: OpenAI-style endpoints cannot put images in tool messages).
 The environment owns the budgets and ends the episode; endpoint failures end it too, recorded, never
-raised. Concurrency is the caller's business (one `run_episode` per task).
+raised. Concurrency is the caller's business (one `run_episode` per task). Each image is encoded to its
+data URL once, when it enters the conversation, not again on every later turn that re-sends it.
 
 Saved records reference images by position (`{"type": "image", "ref": k}`; k indexes `record.images`:
 the input images first, then every crop in the order shown), so trajectories can be written without
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
 
-from .openai_client import EndpointError
+from .openai_client import EndpointError, image_data_url
 
 CHARS_PER_TOKEN = 4.0  # fallback when `usage` is missing: the usual ~4 characters per BPE token of English
 
@@ -34,7 +35,7 @@ class SamplingParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     temperature: float = Field(0.0, ge=0, description="0 = greedy (PRS teacher / eval); the RL recipe uses 0.8")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
     max_tokens: int = Field(1524, ge=1, description="per assistant turn (official RL response cap)")
     seed: int | None = Field(None, description="passed through where the endpoint supports it")
     stop: list[str] | None = Field(None, description="extra stop strings")
@@ -105,18 +106,31 @@ class EpisodeRecord:
         return names
 
 
-def _ref_blocks(content: Any, images: list[Image.Image]) -> Any:
-    """Replace PIL image blocks by refs into `images` (appending them)."""
+def content_text(content: Any) -> str:
+    """A message's content as one string, `<image>` for each image block (whatever form the image is in)."""
     if isinstance(content, str):
         return content
-    out = []
+    return "".join(b.get("text", "") if b.get("type") == "text" else "<image>" for b in content)
+
+
+def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec: EpisodeRecord) -> None:
+    """Append a message twice: to `live` (the wire form, each image a data URL encoded once, here) and to
+    `rec.messages` (each image a ref into `rec.images`, where the PIL image is kept)."""
+    if isinstance(content, str):
+        live.append({"role": role, "content": content})
+        rec.messages.append({"role": role, "content": content})
+        return
+    wire, saved = [], []
     for b in content:
         if b.get("type") == "image":
-            images.append(b["image"])
-            out.append({"type": "image", "ref": len(images) - 1})
+            rec.images.append(b["image"])
+            wire.append({"type": "image_url", "image_url": {"url": image_data_url(b["image"])}})
+            saved.append({"type": "image", "ref": len(rec.images) - 1})
         else:
-            out.append(dict(b))
-    return out
+            wire.append(dict(b))
+            saved.append(dict(b))
+    live.append({"role": role, "content": wire})
+    rec.messages.append({"role": role, "content": saved})
 
 
 async def run_episode(client, model: str, env, question: str, images: list[Image.Image],
@@ -127,11 +141,9 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
     """
     t0 = time.perf_counter()
     rec = EpisodeRecord(question=question, model=model)
-    live: list[dict[str, Any]] = [
-        {"role": "system", "content": system if system is not None else system_prompt(env.config)},
-        {"role": "user", "content": user_content(question, images)},
-    ]
-    rec.messages = [{"role": m["role"], "content": _ref_blocks(m["content"], rec.images)} for m in live]
+    live: list[dict[str, Any]] = []
+    _add_message("system", system if system is not None else system_prompt(env.config), live, rec)
+    _add_message("user", user_content(question, images), live, rec)
     params = sampling.model_dump(exclude_none=True)
     # The environment ends the episode within max_turns; the bound only guards a misbehaving env.
     for _turn in range(env.config.max_turns + 1):
@@ -148,9 +160,7 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
             rec.generated_tokens += estimate_tokens(reply.text)
         else:
             rec.generated_tokens += int(reply.completion_tokens)
-        assistant = {"role": "assistant", "content": reply.text}
-        live.append(assistant)
-        rec.messages.append(dict(assistant))
+        _add_message("assistant", reply.text, live, rec)
         result = await env.step(reply.text)
         if result.round is not None:
             rec.rounds.append(result.round.to_dict())
@@ -159,8 +169,7 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
             rec.answer = result.answer
             break
         obs = result.observation.as_single_message()
-        live.append(obs)
-        rec.messages.append({"role": obs["role"], "content": _ref_blocks(obs["content"], rec.images)})
+        _add_message(obs["role"], obs["content"], live, rec)
     else:
         rec.finish_reason = "turn_budget"
     rec.stats = env.stats.to_dict()

@@ -19,6 +19,7 @@ import colorsys
 import json
 import random
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,8 @@ def entity_document(gallery: Gallery, ent: Entity) -> str:
 
 
 def write_gallery(gallery: Gallery, out_dir: str | Path) -> dict[str, Path]:
-    """Write entities.jsonl, corpus.jsonl, images.jsonl (+ copy images into out_dir/images if elsewhere)."""
+    """Write entities.jsonl, corpus.jsonl, images.jsonl and classes.json (+ copy images into out_dir/images
+    if elsewhere)."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{k}.jsonl" for k in ("entities", "corpus", "images")}
@@ -309,7 +311,7 @@ def write_gallery(gallery: Gallery, out_dir: str | Path) -> dict[str, Path]:
             rel = f"images/{ent.image.name}"
             if ent.image.resolve() != (out / rel).resolve():
                 rel = f"images/{ent.cls}_{ent.slug}{ent.image.suffix}"
-                Image.open(ent.image).save(out / rel)
+                shutil.copyfile(ent.image, out / rel)  # the bytes as given: no re-encoding
             url = f"{URL_ROOT}/{ent.cls}/{ent.slug}"
             text = entity_document(gallery, ent)
             fe.write(json.dumps({"name": ent.name, "class": ent.cls, "image": rel, "facts": ent.facts}) + "\n")

@@ -12,6 +12,8 @@ from typing import Literal
 
 from PIL import Image
 
+from hyperseyes_verl.ugs.images import to_pixels
+
 Layout = Literal["grid", "rows", "irregular"]
 LAYOUTS: tuple[Layout, ...] = ("grid", "rows", "irregular")
 
@@ -107,7 +109,5 @@ def build_mosaic(images: list[Image.Image], rng: random.Random, layout: Layout |
 
 
 def crop_box(image: Image.Image, box: list[float]) -> Image.Image:
-    """The pixels under a normalized box (what the environment crops)."""
-    W, H = image.size
-    x1, y1, x2, y2 = box
-    return image.crop((round(x1 * W), round(y1 * H), round(x2 * W), round(y2 * H)))
+    """The pixels under a normalized box, by the environment's own box-to-pixel rule (before its size cap)."""
+    return image.crop(to_pixels(tuple(box), image.width, image.height))

@@ -29,11 +29,14 @@ DEFAULT_SOURCE = "hyperseyes/synth"
 
 
 def png_bytes(image: Image.Image | str | Path) -> bytes:
-    if not isinstance(image, Image.Image):
+    """An image (PIL or a file path) as RGB PNG bytes."""
+    if isinstance(image, Image.Image):
+        rgb = image.convert("RGB")
+    else:
         with Image.open(image) as im:
-            image = im.convert("RGB")
+            rgb = im.convert("RGB")
     buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG")
+    rgb.save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.items:
             raise SystemExit("to-parquet rl needs --items (items JSONL from `hyperseyes synth`)")
-        if args.val_out and args.val_frac <= 0:
-            raise SystemExit("--val-out needs --val-frac > 0")
+        if bool(args.val_out) != (args.val_frac > 0):
+            raise SystemExit(f"--val-out and --val-frac > 0 go together (got --val-out {args.val_out!r}, --val-frac "
+                             f"{args.val_frac}): without --val-out the val rows would be dropped")
         results = read_results(Path(args.prs) / "results.jsonl") if args.prs else {}
         kw = {"system": None} if args.no_system_prompt else {}
         rows = rl_rows(read_items(args.items), results, data_source=source, val_frac=args.val_frac,

@@ -23,24 +23,24 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from hyperseyes_verl.judge import RuleJudge
 from hyperseyes_verl.search.base import SearchBackend
 from hyperseyes_verl.ugs.environment import SearchEnvironment
+from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.types import UGSConfig
 from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl
 
 from ..agent.runner import SamplingParams, run_episode
 
 Judge = Callable[[str | None, list[str]], bool]
+_RULE_JUDGE = RuleJudge()  # stateless: one for every call
 
 
 def is_correct(prediction: str | None, answers: list[str]) -> bool:
     """The rule judge (`hyperseyes_verl.judge.RuleJudge`) on a final answer or a raw reply."""
-    from hyperseyes_verl.judge import RuleJudge
-    from hyperseyes_verl.ugs.parser import parse_turn
-
     if prediction is not None and "<answer>" in prediction:
         prediction = parse_turn(prediction).answer
-    return RuleJudge().judge(prediction, list(answers)).correct
+    return _RULE_JUDGE.judge(prediction, list(answers)).correct
 
 
 class PRSConfig(BaseModel):
@@ -126,17 +126,19 @@ async def run_prs(items: list[dict[str, Any]], backend: SearchBackend, client, c
     if cfg.limit is not None:
         pending = pending[: cfg.limit]
     sem = asyncio.Semaphore(cfg.concurrency)
-    write_lock = asyncio.Lock()
     bar = tqdm(total=len(pending), desc="PRS", unit="item", disable=not progress)
+    n_solved = sum(r["status"] == "solved" for r in results.values())
 
     async def one(item: dict[str, Any]) -> None:
+        nonlocal n_solved
         async with sem:
             row = await sample_item(item, backend, client, cfg, out, judge)
-        async with write_lock:
-            results_log.append(row)  # one fsynced line; a torn previous line is isolated by the log
-            results[row["id"]] = row
-            bar.update(1)
-            bar.set_postfix(solved=sum(r["status"] == "solved" for r in results.values()))
+        # No await from here on: the event loop runs this bookkeeping for one item at a time.
+        results_log.append(row)  # one fsynced line; a torn previous line is isolated by the log
+        results[row["id"]] = row
+        n_solved += row["status"] == "solved"  # a pending item was never solved before
+        bar.update(1)
+        bar.set_postfix(solved=n_solved)
 
     try:
         await asyncio.gather(*(one(i) for i in pending))

@@ -34,7 +34,8 @@ def _centre_x(box: list[float]) -> float:
     return (box[0] + box[2]) / 2
 
 
-def _satisfies(value: Any, c: dict[str, Any]) -> bool:
+def satisfies(value: Any, c: dict[str, Any]) -> bool:
+    """Whether a fact value meets one constraint `{"cmp": ">" | "<" | "=", "value": ...}`."""
     if c["cmp"] == ">":
         return value > c["value"]
     if c["cmp"] == "<":
@@ -51,7 +52,8 @@ def evaluate(program: dict[str, Any], facts: dict[str, dict[str, Any]],
         pick = max if op == "argmax" else min
         return pick(names, key=lambda n: facts[n][key])
     if op == "compare_lr":
-        assert boxes is not None, "compare_lr needs the mosaic boxes"
+        if boxes is None:
+            raise ValueError("compare_lr needs the mosaic boxes (entity name -> normalized box)")
         left = min(names, key=lambda n: _centre_x(boxes[n]))
         right = max(names, key=lambda n: _centre_x(boxes[n]))
         return max((left, right), key=lambda n: facts[n][key])
@@ -68,7 +70,7 @@ def evaluate(program: dict[str, Any], facts: dict[str, dict[str, Any]],
         pick = max if program["pick"] == "max" else min
         return facts[pick(names, key=lambda n: facts[n][program["by"]])][key]
     if op == "constraints":
-        hits = [n for n in names if all(_satisfies(facts[n][c["fact"]], c) for c in program["constraints"])]
+        hits = [n for n in names if all(satisfies(facts[n][c["fact"]], c) for c in program["constraints"])]
         if len(hits) != 1:
             raise ValueError(f"constraints {program['constraints']} match {len(hits)} entities, not exactly one")
         return hits[0]
@@ -160,7 +162,7 @@ def _nice_threshold(rng: random.Random, value: int, other: int, above: bool) -> 
     if lo > hi:
         return None
     for step in (100, 50, 10, 5, 1):
-        cands = [t for t in range((lo + step - 1) // step * step, hi + 1, step)]
+        cands = range((lo + step - 1) // step * step, hi + 1, step)
         if cands:
             return rng.choice(cands)
     return None
@@ -193,7 +195,7 @@ def textual_question(rng: random.Random, cls: EntityClass, facts: dict[str, dict
         else:
             c = {"fact": spec.key, "cmp": "=", "value": v}
         constraints.append(c)
-        alive = [n for n in alive if _satisfies(facts[n][spec.key], c)]
+        alive = [n for n in alive if satisfies(facts[n][spec.key], c)]
     if alive or len(constraints) < min_constraints:
         return None
     program = {"op": "constraints", "constraints": constraints, "class": cls.name}

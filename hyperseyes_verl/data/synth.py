@@ -58,7 +58,7 @@ def synthesize(gallery: Gallery, out_dir: str | Path, cfg: SynthConfig = SynthCo
     seen: set[str] = set()
 
     tries = 0
-    while sum(i["kind"] == "visual" for i in items) < cfg.n_visual:
+    while len(items) < cfg.n_visual:  # the visual items come first
         tries += 1
         if tries > cfg.n_visual * cfg.max_tries_factor:
             raise RuntimeError(f"made only {len(items)} of {cfg.n_visual} visual items; gallery too small/uniform")
@@ -77,7 +77,7 @@ def synthesize(gallery: Gallery, out_dir: str | Path, cfg: SynthConfig = SynthCo
         if key in seen:
             continue
         seen.add(key)
-        item_id = f"v-{sum(i['kind'] == 'visual' for i in items):05d}"
+        item_id = f"v-{len(items):05d}"
         path = out / "mosaics" / f"{item_id}.png"
         mosaic.image.save(path)
         items.append({

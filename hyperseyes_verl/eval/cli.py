@@ -114,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_command == "report":
         return report_cmd.run(args)
     from hyperseyes_verl.eval.loaders import BenchmarkFormatError, load_benchmark
-    from hyperseyes_verl.eval.metrics import full_metrics
     from hyperseyes_verl.eval.report import run_summary, write_report
 
     missing = [f"--{k}" for k in ("endpoint", "model", "data", "out") if not getattr(args, k)]
@@ -126,13 +125,12 @@ def run(args: argparse.Namespace) -> int:
     except (BenchmarkFormatError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cfg = build_config(args)  # before the backend: a bad flag must not leave an opened index behind
     backend = _backend(args)
-    cfg = build_config(args)
     results = asyncio.run(_run_eval(args, items, backend, cfg))
-    paths = write_report([run_summary(cfg.display_name, results, {"endpoint": args.endpoint, "data": str(args.data)})],
-                         args.out, title=f"Evaluation of {cfg.display_name}")
-    m = full_metrics(results)
-    o, f = m["overall"], m["failures"]
+    summary = run_summary(cfg.display_name, results, {"endpoint": args.endpoint, "data": str(args.data)})
+    paths = write_report([summary], args.out, title=f"Evaluation of {cfg.display_name}")
+    o, f = summary["metrics"]["overall"], summary["metrics"]["failures"]
     print(f"{cfg.display_name}: {len(results)}/{len(items)} items  acc {100 * o.get('eval/acc', 0):.1f}%  "
           f"rounds {o.get('eval/mean_tool_rounds', 0):.2f}  width {o.get('eval/searches_per_round', 0):.2f}  "
           f"tokens {o.get('eval/mean_generated_tokens', 0):.0f}  CAS {o.get('eval/cas', 0):.2f}")

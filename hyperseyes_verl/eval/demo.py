@@ -32,12 +32,12 @@ class DemoConfig(BaseModel):
     n_visual: int = Field(24, ge=1, description="visual multi-entity questions")
     n_textual: int = Field(6, ge=0, description="textual multi-constraint questions")
     max_entities: int = Field(6, ge=2, le=9, description="entities per mosaic, at most")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the gallery, the questions and their layouts")
     prs_max_rounds: int = Field(3, ge=1, description="PRS budgets tried: 1..this")
-    concurrency: int = Field(4, ge=1)
+    concurrency: int = Field(4, ge=1, description="PRS items / evaluation episodes in flight")
     endpoint: str | None = Field(None, description="policy endpoint to evaluate (OpenAI-compatible); None = scripted")
-    model: str | None = None
-    progress: bool = True
+    model: str | None = Field(None, description="model name served at `endpoint`")
+    progress: bool = Field(True, description="tqdm progress bars on stderr")
 
 
 def _say(msg: str) -> None:

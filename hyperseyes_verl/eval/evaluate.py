@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from hyperseyes_verl.agent.runner import EpisodeRecord, SamplingParams, run_episode
+from hyperseyes_verl.agent.runner import EpisodeRecord, SamplingParams, content_text, run_episode
 from hyperseyes_verl.eval.loaders import EvalItem
 from hyperseyes_verl.eval.report import RUN_INFO
 from hyperseyes_verl.eval.results import ItemResult, ResultsFile
@@ -66,17 +66,8 @@ def item_result(item: EvalItem, rec: EpisodeRecord, verdict, keep_trajectory: bo
         budget_exhausted=bool(st.get("budget_exhausted", False)), truncated=rec.truncated,
         search_failures=int(st.get("search_failures", 0)), tool_errors={k: int(v) for k, v in st.get("errors", {}).items()},
         endpoint_errors=len(rec.endpoint_errors), error=error, wall_s=rec.wall_s,
-        trajectory=_text_messages(rec.messages) if keep_trajectory else None)
-
-
-def _text_messages(messages: list[dict[str, Any]]) -> list[dict]:
-    out = []
-    for m in messages:
-        c = m["content"]
-        if not isinstance(c, str):
-            c = "".join(b.get("text", "") if b.get("type") == "text" else "<image>" for b in c)
-        out.append({"role": m["role"], "content": c})
-    return out
+        trajectory=([{"role": m["role"], "content": content_text(m["content"])} for m in rec.messages]
+                    if keep_trajectory else None))
 
 
 def failed_item(item: EvalItem, error: str, wall_s: float = 0.0) -> ItemResult:

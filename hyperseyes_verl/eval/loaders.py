@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
+
+from hyperseyes_verl.utils.jsonl import read_jsonl
+
+log = logging.getLogger(__name__)
 
 ImageRef = Any  # bytes | str (local path) | PIL.Image.Image
 
@@ -139,7 +145,7 @@ def _image_ref(v: Any, root: Path, where: str) -> ImageRef | None:
 def _images(values: list[Any], root: Path, where: str) -> list[ImageRef]:
     refs = []
     for v in values:
-        for x in _as_list(v) if not isinstance(v, (dict, bytes, Image.Image)) else [v]:
+        for x in _as_list(v):
             ref = _image_ref(x, root, where)
             if ref is not None:
                 refs.append(ref)
@@ -148,16 +154,15 @@ def _images(values: list[Any], root: Path, where: str) -> list[ImageRef]:
 
 def _prompt_text(prompt: Any) -> str:
     """Question text out of a chat-message list (last user turn), a JSON string of one, or plain text."""
-    msgs = _as_list(prompt) if not isinstance(prompt, str) or prompt.strip().startswith("[") else prompt
-    if isinstance(msgs, str):
-        return msgs
+    msgs = _as_list(prompt)
     for m in reversed(msgs):
         if isinstance(m, dict) and m.get("role", "user") == "user":
             content = m.get("content")
             if isinstance(content, str):
                 return content
             return "".join(b.get("text", "") for b in _as_list(content) if isinstance(b, dict))
-    return ""
+    # plain text (also one that starts with "[" without being a JSON list of messages)
+    return prompt if isinstance(prompt, str) and not any(isinstance(m, dict) for m in msgs) else ""
 
 
 def _clean_question(q: str) -> str:
@@ -278,15 +283,10 @@ def _read_rows(path: Path) -> list[dict]:
 
         return pq.read_table(path).to_pylist()
     if suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise BenchmarkFormatError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove that line")
-        return rows
+        try:
+            return read_jsonl(path, what="benchmark row")
+        except ValueError as e:  # names the file and line
+            raise BenchmarkFormatError(f"{e}; fix or remove that line") from None
     if suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict):  # {"data": [...]} and similar wrappers
@@ -375,6 +375,9 @@ def load_benchmark(path: str | os.PathLike, *, fmt: str | None = None, columns: 
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         # Duplicate ids would break resume; fall back to positional ids, which are stable for a fixed file.
+        dup = next(k for k, n in Counter(ids).items() if n > 1)
+        log.warning("%s: item ids are not unique (e.g. %r appears twice); using positional ids "
+                    "(<benchmark>/row<N>) instead", p, dup)
         for i, it in enumerate(items):
             it.id = f"{it.benchmark}/row{i}"
     return items

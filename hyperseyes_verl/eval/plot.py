@@ -47,8 +47,7 @@ def pareto_plot(runs: Sequence[dict], path: str | os.PathLike, title: str = "Acc
         dy = 6 if not near or near[-1] < 0 else -14
         placed.append((x, y, dy))
         ax.annotate(runs[k]["name"], (x, y), textcoords="offset points", xytext=(7, dy), fontsize=8)
-    xmax = max(p[0] for p in pts)
-    ax.set_xlim(-0.3, max(1.0, xmax) * 1.25 + 0.3)
+    ax.set_xlim(-0.3, xspan * 1.25 + 0.3)
     ax.set_ylim(-3, 105)
     ax.set_xlabel("mean tool-call rounds per question (lower is cheaper)")
     ax.set_ylabel("accuracy (%)")

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from hyperseyes_verl.agent.openai_client import ChatReply
-from hyperseyes_verl.agent.runner import estimate_tokens
+from hyperseyes_verl.agent.runner import content_text, estimate_tokens
 from hyperseyes_verl.data.gallery import DEMO_CLASSES, EntityClass
-from hyperseyes_verl.data.questions import evaluate
+from hyperseyes_verl.data.questions import evaluate, satisfies
 
 STRATEGIES = ("serial", "parallel", "oversearch", "guess")
 NOTICE = ("These are SCRIPTED strategies executed for real against the embedded index (boxes from the synthetic "
@@ -59,12 +59,6 @@ def specs_from_items(items: Iterable[Any]) -> dict[str, ItemSpec]:
     return out
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(b.get("text", "") if b.get("type") == "text" else "<image>" for b in content)
-
-
 def _call(name: str, arguments: dict[str, Any]) -> str:
     return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
 
@@ -88,7 +82,7 @@ class _State:
 def _read_state(messages: list[dict[str, Any]]) -> _State:
     st = _State()
     for m in messages[2:]:
-        text = _text(m["content"])
+        text = content_text(m["content"])
         if m["role"] == "assistant":
             calls = _CALL_RE.findall(text)
             st.tool_turns += bool(calls)
@@ -123,7 +117,7 @@ class ScriptedPolicy:
 
     # ---------------------------------------------------------------------------------------- reading
     def _spec(self, messages: list[dict[str, Any]]) -> ItemSpec | None:
-        m = _QUESTION_RE.search(_text(messages[1]["content"])) if len(messages) > 1 else None
+        m = _QUESTION_RE.search(content_text(messages[1]["content"])) if len(messages) > 1 else None
         return self.specs.get(m.group(1).strip()) if m else None
 
     def _facts(self, cls: EntityClass, names: Iterable[str], keys: Iterable[str], obs: str) -> dict[str, dict]:
@@ -200,7 +194,7 @@ class ScriptedPolicy:
             boxes.setdefault(name, box)
         try:
             value = evaluate(prog, known, boxes)
-        except (ValueError, KeyError, AssertionError):
+        except (ValueError, KeyError):
             return self._answer("unknown", "The facts found do not determine an answer.")
         return self._answer(value, f"Computed from the facts found for {len(known)} entities.")
 
@@ -230,8 +224,7 @@ class ScriptedPolicy:
 
         def ok(name: str) -> int:
             got = facts.get(name, {})
-            return sum(k in got and (got[k] > c["value"] if c["cmp"] == ">" else got[k] < c["value"]
-                                     if c["cmp"] == "<" else got[k] == c["value"]) for k, c in zip(keys, cons))
+            return sum(k in got and satisfies(got[k], c) for k, c in zip(keys, cons))
 
         best = max(candidates, key=ok, default=None)
         if best is None or ok(best) < len(cons):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,20 +35,21 @@ def token_f1(prediction: str, truth: str) -> float:
     return 2 * p * r / (p + r)
 
 
+@lru_cache(maxsize=65536)  # ground truths repeat across the n rollouts of a prompt
+def _numeric_truth(truth: str, max_unit_tokens: int) -> float | None:
+    """The number of a numeric ground truth (one number, at most `max_unit_tokens` other words), else None."""
+    numbers = parse_numbers(truth)
+    if len(numbers) != 1:
+        return None
+    words = [w for w in normalize_answer(truth).split() if not any(ch.isdigit() for ch in w)]
+    return numbers[0] if len(words) <= max_unit_tokens else None
+
+
 class RuleJudge:
     """Deterministic, offline judge; also the fallback of the LLM judge."""
 
     def __init__(self, config: RuleJudgeConfig = RuleJudgeConfig()):
         self.config = config
-
-    def _numeric_truth(self, truth: str) -> float | None:
-        if not self.config.numeric:
-            return None
-        numbers = parse_numbers(truth)
-        if len(numbers) != 1:
-            return None
-        words = [w for w in normalize_answer(truth).split() if not any(ch.isdigit() for ch in w)]
-        return numbers[0] if len(words) <= self.config.max_unit_tokens else None
 
     def _match_one(self, prediction: str, pred_norm: str, truth: str) -> str | None:
         truth_norm = normalize_answer(truth)
@@ -55,7 +57,7 @@ class RuleJudge:
             return None  # an empty ground truth would match everything
         if pred_norm == truth_norm:
             return "exact"
-        number = self._numeric_truth(truth)
+        number = _numeric_truth(truth, self.config.max_unit_tokens) if self.config.numeric else None
         if number is not None:
             tol = self.config.rel_tol * max(abs(number), 1e-12)
             ok = any(math.isclose(x, number, rel_tol=0.0, abs_tol=tol) for x in parse_numbers(prediction))

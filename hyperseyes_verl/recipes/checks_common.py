@@ -2,8 +2,10 @@
 columns (schema only, no rows read), API keys of web search backends."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib
+import io
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -11,6 +13,16 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hyperseyes_verl.recipes.report import Report
+
+def quiet(fn, *args, **kwargs):
+    """Call `fn` with stdout swallowed: verl's validators print progress banners; keep the report readable."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip()
+
 
 # Sections verl never reads when their feature is off; an unset (???) value there is not a problem.
 _DORMANT_WHEN = {
@@ -148,6 +160,13 @@ def check_parquet(files: Iterable[str], key: str, report: Report, required: dict
             else:
                 good.append(match)
     return good
+
+
+def count_rows(files: Iterable[str]) -> int:
+    """Rows of parquet files, from their footers (no data read)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def read_column(files: list[str], column: str) -> list:

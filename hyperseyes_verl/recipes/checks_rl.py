@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
-import os
+import sys
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +18,9 @@ from hyperseyes_verl.recipes.checks_common import (
     check_model_dir,
     check_parquet,
     check_targets,
+    count_rows,
+    error_text,
+    quiet,
     read_column,
 )
 from hyperseyes_verl.recipes.compose import select
@@ -38,16 +40,6 @@ RL_HINTS = {
 }
 
 
-def _quiet(fn, *args, **kwargs):
-    """verl's validators print progress banners; keep the report readable."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
-
-
-def _err(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".strip()
-
-
 def load_plugin(report: Report) -> None:
     try:
         import verl  # noqa: F401  (loads `verl.plugins` entry points, the hyperseyes one included)
@@ -56,13 +48,13 @@ def load_plugin(report: Report) -> None:
         if callable(install):
             install()
     except Exception as exc:
-        report.fail("plugin", f"{PLUGIN_MODULE} failed to load ({_err(exc)}): hyperseyes names (trainer mode, "
+        report.fail("plugin", f"{PLUGIN_MODULE} failed to load ({error_text(exc)}): hyperseyes names (trainer mode, "
                               "estimator, distillation loss) will be unknown to verl")
 
 
 def plugin_errors(report: Report) -> None:
     """Registrations the plugin attempted in this process and that failed (verl would swallow them)."""
-    plugin = importlib.sys.modules.get(PLUGIN_MODULE)
+    plugin = sys.modules.get(PLUGIN_MODULE)
     for error in (getattr(plugin, "registration_errors", lambda: [])() if plugin else []):
         report.fail("plugin", error.strip().splitlines()[0])
 
@@ -72,17 +64,18 @@ def check_agent_settings(cfg: DictConfig, report: Report, trees: dict) -> None:
     try:
         from hyperseyes_verl.verl.agent_loop import AgentLoopSettings
     except Exception as exc:
-        report.fail("agent_loop", f"hyperseyes_verl.verl.agent_loop cannot be imported ({_err(exc)})")
+        report.fail("agent_loop", f"hyperseyes_verl.verl.agent_loop cannot be imported ({error_text(exc)})")
         return
     extra = {}
+    default = select(cfg, "actor_rollout_ref.rollout.agent.default_agent_loop")
     for entries in (v for k, v in trees.items() if k.startswith("agent_loop_config")):
         for entry in entries or []:
-            if isinstance(entry, dict) and entry.get("name") == select(cfg, "actor_rollout_ref.rollout.agent.default_agent_loop"):
+            if isinstance(entry, dict) and entry.get("name") == default:
                 extra = {k: v for k, v in entry.items() if k not in ("name", "_target_")}
     try:
         settings = AgentLoopSettings.from_sources(cfg, extra)
     except Exception as exc:
-        report.fail("agent_loop", f"hyperseyes.agent_loop is rejected by the agent loop: {_err(exc)}")
+        report.fail("agent_loop", f"hyperseyes.agent_loop is rejected by the agent loop: {error_text(exc)}")
         return
     backend = settings.backend or {}
     if not backend:
@@ -109,14 +102,12 @@ def check_rl_data(cfg: DictConfig, report: Report) -> dict[str, list[str]]:
 
 def check_row_counts(cfg: DictConfig, found: dict[str, list[str]], report: Report) -> None:
     """verl drops the train loader's last partial batch and asserts both loaders are non-empty at startup."""
-    import pyarrow.parquet as pq
-
     batch = select(cfg, "data.train_batch_size", 0) or 0
     for key, need in (("data.train_files", batch), ("data.val_files", 1)):
-        files = [f for f in found.get(key) or [] if os.path.isfile(f)]
+        files = found.get(key) or []  # the files check_parquet found readable
         if not files:
             continue
-        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        rows = count_rows(files)
         if rows < need:
             report.fail("data", f"{key} has {rows} rows, fewer than " + (
                 f"one batch (data.train_batch_size = {batch}): verl drops the partial batch and stops with "
@@ -136,7 +127,7 @@ def check_agent_loop(cfg: DictConfig, report: Report, data_files: dict[str, list
             resolved = resolve_config_path(str(path))
             entries = OmegaConf.to_container(OmegaConf.load(resolved), resolve=True)
         except Exception as exc:
-            report.fail("agent_loop", f"{key} = {path!r} cannot be loaded ({_err(exc)}): pass an absolute path "
+            report.fail("agent_loop", f"{key} = {path!r} cannot be loaded ({error_text(exc)}): pass an absolute path "
                                       "to hyperseyes_verl/verl/agent_loop.yaml")
             entries = None
         if entries is not None:
@@ -175,7 +166,7 @@ def check_reward(cfg: DictConfig, report: Report) -> None:
     except Exception as exc:
         m = select(cfg, "reward.reward_manager") or {}
         report.fail("reward", f"reward manager {m.get('name')!r} (source {m.get('source')}, module "
-                              f"{(m.get('module') or {}).get('path')}) cannot be loaded by verl ({_err(exc)})")
+                              f"{(m.get('module') or {}).get('path')}) cannot be loaded by verl ({error_text(exc)})")
         return
     if not (isinstance(cls, type) and issubclass(cls, RewardManagerBase)):
         report.fail("reward", f"reward manager {cls!r} is not a verl RewardManagerBase subclass")
@@ -192,7 +183,7 @@ def check_trainer_mode(cfg: DictConfig, report: Report) -> None:
     try:
         from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
     except Exception as exc:
-        report.fail("trainer", f"verl's V1 trainer cannot be imported ({_err(exc)}): "
+        report.fail("trainer", f"verl's V1 trainer cannot be imported ({error_text(exc)}): "
                                "pip install TransferQueue pyzmq msgspec")
         return
     if mode not in TRAINER_REGISTRY:
@@ -228,7 +219,7 @@ def check_distillation(cfg: DictConfig, report: Report, allow_missing_models: bo
         get_distillation_loss_settings(mode)
     except Exception as exc:
         report.fail("distillation", f"distillation.distillation_loss.loss_mode = {mode!r} is not registered "
-                                    f"({_err(exc)}); hyperseyes modes are registered by its plugin")
+                                    f"({error_text(exc)}); hyperseyes modes are registered by its plugin")
         return
     if select(cfg, "trainer.v1.trainer_mode") == "hyperseyes_sync":
         try:
@@ -251,9 +242,9 @@ def check_distillation(cfg: DictConfig, report: Report, allow_missing_models: bo
     if any(p.check in ("distillation", "unset") for p in report.problems):
         return
     try:
-        _quiet(omega_conf_to_dataclass, cfg.distillation)  # verl's own checks: pool size = teacher world size, ...
+        quiet(omega_conf_to_dataclass, cfg.distillation)  # verl's own checks: pool size = teacher world size, ...
     except Exception as exc:
-        report.fail("distillation", f"verl rejects the distillation section: {_err(exc)}")
+        report.fail("distillation", f"verl rejects the distillation section: {error_text(exc)}")
 
 
 def check_dataclasses(cfg: DictConfig, report: Report, model_ok: bool) -> None:
@@ -262,9 +253,9 @@ def check_dataclasses(cfg: DictConfig, report: Report, model_ok: bool) -> None:
     sections = ["actor_rollout_ref.rollout", "algorithm"] + (["actor_rollout_ref.model"] if model_ok else [])
     for key in sections:
         try:
-            obj = _quiet(omega_conf_to_dataclass, OmegaConf.select(cfg, key))
+            obj = quiet(omega_conf_to_dataclass, OmegaConf.select(cfg, key))
         except Exception as exc:
-            report.fail("verl", f"{key} is rejected by verl's config class: {_err(exc)}")
+            report.fail("verl", f"{key} is rejected by verl's config class: {error_text(exc)}")
             continue
         if key == "actor_rollout_ref.model":
             vision = getattr(obj.hf_config, "vision_config", None)
@@ -275,9 +266,9 @@ def check_dataclasses(cfg: DictConfig, report: Report, model_ok: bool) -> None:
     try:
         from verl.trainer.ppo.utils import need_critic, need_reference_policy
 
-        _quiet(validate_config, cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+        quiet(validate_config, cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     except Exception as exc:
-        report.fail("verl", f"verl.utils.config.validate_config rejects the config: {_err(exc)}")
+        report.fail("verl", f"verl.utils.config.validate_config rejects the config: {error_text(exc)}")
 
 
 def gpu_counts(cfg: DictConfig) -> dict[str, int]:
@@ -345,11 +336,9 @@ def check_multi_turn(cfg: DictConfig, report: Report) -> None:
 
 
 def rl_plan(cfg: DictConfig, data_files: dict[str, list[str]]) -> list[tuple[str, str]]:
-    import pyarrow.parquet as pq
-
     def rows(key):
         files = data_files.get(key) or []
-        return f"{sum(pq.read_metadata(f).num_rows for f in files)} rows" if files else "-"
+        return f"{count_rows(files)} rows" if files else "-"
 
     g = gpu_counts(cfg)
     s = lambda k, d=None: select(cfg, k, d)  # noqa: E731
@@ -361,7 +350,7 @@ def rl_plan(cfg: DictConfig, data_files: dict[str, list[str]]) -> list[tuple[str
         form = (f"PG-OPD loss {s('distillation.distillation_loss.loss_mode')}, "
                 f"coef {s('distillation.distillation_loss.distillation_loss_coef')}")
     gated = "gated" if "Gated" in str(s("actor_rollout_ref.rollout.agent.agent_loop_manager_class", "")) else "ungated"
-    opd = (f"on: {form}, teacher {teacher} ({gated}, pool {g['teacher']} GPUs)") if s("distillation.enabled") else "off"
+    opd = f"on: {form}, teacher {teacher} ({gated}, pool {g['teacher']} GPUs)" if s("distillation.enabled") else "off"
     return [
         ("model", str(s("actor_rollout_ref.model.path"))),
         ("train data", f"{s('data.train_files')} ({rows('data.train_files')})"),
@@ -413,7 +402,7 @@ def validate_rl(cfg: DictConfig, report: Report, allow_missing_models: bool, tot
         try:
             check()
         except Exception as exc:  # a check that crashes is itself a finding, never a traceback
-            report.fail("internal", f"the {name} check crashed: {_err(exc)}")
+            report.fail("internal", f"the {name} check crashed: {error_text(exc)}")
     if not any(p.check == "unset" for p in report.problems):
         check_dataclasses(cfg, report, model_ok)
     check_backend_keys(trees, report)

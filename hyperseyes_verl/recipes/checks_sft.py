@@ -13,8 +13,10 @@ from hyperseyes_verl.recipes.checks_common import (
     check_model_dir,
     check_parquet,
     check_targets,
+    count_rows,
+    error_text,
+    quiet,
 )
-from hyperseyes_verl.recipes.checks_rl import _err, _quiet
 from hyperseyes_verl.recipes.compose import select
 from hyperseyes_verl.recipes.report import Report
 
@@ -71,7 +73,7 @@ def check_lora(cfg: DictConfig, model, report: Report) -> str:
     try:
         cover = lora_coverage(model.hf_config, select(cfg, "model.target_modules"), exclude)
     except Exception as exc:
-        report.note(f"LoRA placement not measured ({_err(exc)})")
+        report.note(f"LoRA placement not measured ({error_text(exc)})")
         return summary
     if cover["language"] == 0:
         report.fail("lora", f"LoRA ({summary}) wraps no language-model linear layer: fix model.target_modules")
@@ -88,21 +90,18 @@ def check_samples(cfg: DictConfig, model, files: list[str], n: int, report: Repo
     if n <= 0:
         return
     try:
-        dataset = _quiet(create_sft_dataset, files, cfg.data, model.tokenizer, model.processor, max_samples=n)
+        dataset = quiet(create_sft_dataset, files, cfg.data, model.tokenizer, model.processor, max_samples=n)
         for i in range(min(n, len(dataset))):
-            item = _quiet(dataset.__getitem__, i)
+            item = quiet(dataset.__getitem__, i)
             if int(item["loss_mask"].sum()) == 0:
                 report.fail("data", f"data.train_files row {i}: no assistant token carries loss (loss_mask all 0)")
     except Exception as exc:
         report.fail("data", f"the SFT dataset ({select(cfg, 'data.custom_cls.name') or 'MultiTurnSFTDataset'}) "
-                            f"fails on the first {n} row(s) of {files}: {_err(exc)}")
+                            f"fails on the first {n} row(s) of {files}: {error_text(exc)}")
 
 
-def sft_plan(cfg: DictConfig, files: list[str], lora: str) -> list[tuple[str, str]]:
-    import pyarrow.parquet as pq
-
+def sft_plan(cfg: DictConfig, files: list[str], rows: int, lora: str) -> list[tuple[str, str]]:
     s = lambda k, d=None: select(cfg, k, d)  # noqa: E731
-    rows = sum(pq.read_metadata(f).num_rows for f in files) if files else 0
     batch = s("data.train_batch_size") or 1
     steps = s("trainer.total_training_steps") or (rows // batch * (s("trainer.total_epochs") or 1) if rows else "?")
     gpus = (s("trainer.n_gpus_per_node") or 0) * (s("trainer.nnodes") or 0)
@@ -132,17 +131,17 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
     if not OmegaConf.is_missing(cfg, "model.path"):
         if check_model_dir(select(cfg, "model.path"), "model.path", report, allow_missing_models):
             try:
-                model = _quiet(omega_conf_to_dataclass, cfg.model)
+                model = quiet(omega_conf_to_dataclass, cfg.model)
             except Exception as exc:
-                report.fail("model", f"verl's HFModelConfig rejects model section: {_err(exc)}")
+                report.fail("model", f"verl's HFModelConfig rejects model section: {error_text(exc)}")
             if model is not None and getattr(model.hf_config, "vision_config", None) is not None and model.processor is None:
                 report.fail("model", "the model is vision-language but no processor loads (Qwen-VL processors need "
                                      "torchvision): verl would train it as text-only; install torchvision")
     for key in ("optim", "engine", "checkpoint"):
         try:
-            _quiet(omega_conf_to_dataclass, OmegaConf.select(cfg, key))
+            quiet(omega_conf_to_dataclass, OmegaConf.select(cfg, key))
         except Exception as exc:
-            report.fail("verl", f"{key} is rejected by verl's config class: {_err(exc)}")
+            report.fail("verl", f"{key} is rejected by verl's config class: {error_text(exc)}")
     custom_path, custom_name = select(cfg, "data.custom_cls.path"), select(cfg, "data.custom_cls.name")
     dataset_ok = True
     if custom_path:
@@ -150,7 +149,7 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
             load_extern_object(custom_path, custom_name)
         except Exception as exc:
             dataset_ok = False
-            report.fail("import", f"data.custom_cls {custom_path}:{custom_name} cannot be loaded ({_err(exc)})")
+            report.fail("import", f"data.custom_cls {custom_path}:{custom_name} cannot be loaded ({error_text(exc)})")
     files = []
     if not OmegaConf.is_missing(cfg, "data.train_files") and select(cfg, "data.train_files") is not None:
         required = {select(cfg, "data.messages_key", "messages"): ()}
@@ -169,7 +168,7 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
     lora = check_lora(cfg, model, report)
     if model is not None and files and dataset_ok:
         check_samples(cfg, model, files, check_rows, report)
-    rows = sum(__import__("pyarrow.parquet").parquet.read_metadata(f).num_rows for f in files)
+    rows = count_rows(files)
     if files and rows < batch:
         report.note(f"data.train_files has {rows} rows, fewer than one global batch ({batch}): 0 training steps")
-    report.plan = sft_plan(cfg, files, lora)
+    report.plan = sft_plan(cfg, files, rows, lora)

@@ -91,7 +91,7 @@ class InMemoryBackend:
             await asyncio.sleep(self.latency_s)
         q = query.lower()
         for needle, kind in self.fail_queries.items():
-            if needle in q:
+            if needle.lower() in q:
                 raise SearchFailure(kind, f"injected failure for {query!r}")
         for needle, hits in self.text.items():
             if needle.lower() in q:

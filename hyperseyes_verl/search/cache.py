@@ -4,7 +4,7 @@ SQLite in WAL mode: many reader and writer processes (rollout workers) share one
 one short transaction, writers wait up to `busy_timeout_s` for a lock. Keys: backend name + namespace +
 k + the lower-cased, whitespace-collapsed query, or the image's thumbnail hash (image_cache_key).
 Only answers are stored: a failure is re-raised and never cached. SQLite work runs in threads, off the
-event loop; concurrent identical misses in one process share one backend call. A broken cache file
+event loop; concurrent identical searches in one process share one lookup and one backend call. A broken cache file
 degrades to uncached searches (counted as `search/cache/errors`), never to a failed search.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from hyperseyes_verl.search.base import Hit, SearchBackend
-from hyperseyes_verl.search.config import CacheConfig
+from hyperseyes_verl.search.config import CacheConfig, backend_metrics
 from hyperseyes_verl.search.image_fingerprint import image_cache_key
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, payload TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID"
@@ -118,36 +118,37 @@ class CachedBackend:
             self.counts["errors"] += 1
 
     async def _cached(self, key: str, call) -> list[Hit]:
-        hits = await asyncio.to_thread(self._lookup, key)
-        if hits is not None:
-            self.counts["hits"] += 1
-            return hits
-        leader = self._inflight.get(key)
-        if leader is not None:  # the same search is already running in this process: share its answer
+        # The same search already running in this process (rollouts of one prompt): share its lookup and answer.
+        while (leader := self._inflight.get(key)) is not None:
             self.counts["coalesced"] += 1
             try:
                 return list(await asyncio.shield(leader))
             except asyncio.CancelledError:
                 if not leader.cancelled():
                     raise  # this caller was cancelled
-                # the leading caller was cancelled: search ourselves
-        self.counts["misses"] += 1
+                self.counts["coalesced"] -= 1  # the leader was cancelled: join its successor or lead
         fut = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            hits = await call()
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # mark retrieved: there may be no other waiter
-            raise
+            try:
+                hits = await asyncio.to_thread(self._lookup, key)
+                fresh = hits is None
+                self.counts["misses" if fresh else "hits"] += 1
+                if fresh:
+                    hits = await call()
+            except asyncio.CancelledError:
+                fut.cancel()
+                raise
+            except BaseException as e:
+                fut.set_exception(e)
+                fut.exception()  # mark retrieved: there may be no other waiter
+                raise
+            fut.set_result(hits)
+            if fresh:  # still in flight while storing: a caller arriving now joins instead of missing again
+                await asyncio.to_thread(self._store, key, hits)
         finally:
             if self._inflight.get(key) is fut:
                 del self._inflight[key]
-        fut.set_result(hits)
-        await asyncio.to_thread(self._store, key, hits)
         return hits
 
     async def text_search(self, query: str, k: int) -> list[Hit]:
@@ -159,11 +160,7 @@ class CachedBackend:
         return await self._cached(key, lambda: self.inner.image_search(image, k))
 
     def metrics(self) -> dict[str, float]:
-        out = {f"search/cache/{k}": float(v) for k, v in self.counts.items()}
-        fn = getattr(self.inner, "metrics", None)
-        if callable(fn):
-            out.update(fn())
-        return out
+        return {**{f"search/cache/{k}": float(v) for k, v in self.counts.items()}, **backend_metrics(self.inner)}
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from PIL import Image
 
 from hyperseyes_verl.search.base import Hit, SearchBackend
+from hyperseyes_verl.search.config import backend_metrics
 
 
 class CompositeBackend:
@@ -18,12 +19,7 @@ class CompositeBackend:
         return await self.image.image_search(image, k)
 
     def metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for b in (self.text, self.image):
-            fn = getattr(b, "metrics", None)
-            if callable(fn):
-                out.update(fn())
-        return out
+        return {**backend_metrics(self.text), **backend_metrics(self.image)}
 
     async def aclose(self) -> None:
         await self.text.aclose()

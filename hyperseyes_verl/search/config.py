@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from hyperseyes_verl.search.base import SearchBackend
+from hyperseyes_verl.search.base import Hit, InMemoryBackend, SearchBackend
 
 
 class SearchConfigError(ValueError):
@@ -62,7 +62,13 @@ class ImageUploadConfig(_Frozen):
     field: str = Field("file", description="multipart field name of the upload")
     url_key: str = Field("url", description="JSON key of the public URL in the upload response")
     max_side: int = Field(1024, ge=16, description="images are downscaled to this long side before upload")
-    jpeg_quality: int = Field(90, ge=30, le=100)
+    jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the uploaded image")
+
+    @model_validator(mode="after")
+    def _endpoint_needs_url(self) -> "ImageUploadConfig":
+        if self.mode == "endpoint" and not self.endpoint_url:
+            raise ValueError("image_upload.mode='endpoint' needs image_upload.endpoint_url (where to POST the image)")
+        return self
 
 
 class EmbeddedConfig(_Frozen):
@@ -81,28 +87,28 @@ class EmbeddedConfig(_Frozen):
                                                                   "searches to join its batch (adds at most this latency)")
     batch_max: int = Field(64, ge=1, description="most searches answered by one batched lookup")
     mmap: bool = Field(False, description="memory-map the index arrays (many processes on one host)")
-    cache: CacheConfig | None = None
+    cache: CacheConfig | None = Field(None, description="persistent cache in front of this backend; None = uncached")
 
 
 class SerperConfig(_Frozen):
     """Serper-style web search: POST {base_url}/search and /lens with header X-API-KEY."""
 
     type: Literal["serper"] = "serper"
-    name: str = "serper"
+    name: str = Field("serper", description="backend name in metrics and cache keys")
     base_url: str = Field("https://google.serper.dev", description="API root; a compatible proxy works too")
     api_key_env: str = Field("SERPER_API_KEY", description="environment variable holding the API key (never logged)")
     gl: str | None = Field(None, description="country code passed through to the API")
     hl: str | None = Field(None, description="language code passed through to the API")
-    image_upload: ImageUploadConfig = ImageUploadConfig()
-    http: HttpConfig = HttpConfig()
-    cache: CacheConfig | None = None
+    image_upload: ImageUploadConfig = Field(ImageUploadConfig(), description="how /lens gets the image as a URL")
+    http: HttpConfig = Field(HttpConfig(), description="timeouts, retries and rate limits")
+    cache: CacheConfig | None = Field(None, description="persistent cache in front of this backend; None = uncached")
 
 
 class SearchR1Config(_Frozen):
     """Client of a Search-R1 retrieval server (or `hyperseyes serve-search`): POST {url}/retrieve."""
 
     type: Literal["search_r1"] = "search_r1"
-    name: str = "search_r1"
+    name: str = Field("search_r1", description="backend name in metrics and cache keys")
     url: str = Field("http://127.0.0.1:8000", description="server root")
     min_score: float | None = Field(None, ge=0, le=1, description="drop hits below this score (only scores in [0,1] are kept)")
     image_path: str | None = Field(None, description="image endpoint of `hyperseyes serve-search` ('/image_retrieve'); "
@@ -110,34 +116,33 @@ class SearchR1Config(_Frozen):
     image_max_side: int = Field(256, ge=32, description="crops are downscaled to this before sending (the fingerprint uses 64 px)")
     batch_window_ms: float = Field(0.0, ge=0, description="gather text queries arriving within this window into one request; 0 = off")
     batch_max: int = Field(32, ge=1, description="most queries per batched request")
-    http: HttpConfig = HttpConfig()
-    cache: CacheConfig | None = None
+    http: HttpConfig = Field(HttpConfig(), description="timeouts, retries and rate limits")
+    cache: CacheConfig | None = Field(None, description="persistent cache in front of this backend; None = uncached")
 
 
 class MemoryConfig(_Frozen):
     """The in-memory test backend: lower-cased query substring -> hits."""
 
     type: Literal["memory"] = "memory"
-    name: str = "memory"
+    name: str = Field("memory", description="backend name in metrics and cache keys")
     text: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, description="needle -> list of Hit dicts")
-    latency_s: float = Field(0.0, ge=0)
-    cache: CacheConfig | None = None
+    latency_s: float = Field(0.0, ge=0, description="awaited per search, to make concurrency observable")
+    cache: CacheConfig | None = Field(None, description="persistent cache in front of this backend; None = uncached")
 
 
 class CompositeConfig(_Frozen):
     """Text from one backend, images from another (e.g. text: search_r1, image: embedded)."""
 
     type: Literal["composite"] = "composite"
-    text: "BackendConfig"
-    image: "BackendConfig"
-    cache: CacheConfig | None = None
+    text: "BackendConfig" = Field(description="backend answering text searches")
+    image: "BackendConfig" = Field(description="backend answering reverse image searches")
+    cache: CacheConfig | None = Field(None, description="persistent cache in front of both; None = uncached")
 
 
-BackendConfig = Annotated[
-    Union[EmbeddedConfig, SerperConfig, SearchR1Config, MemoryConfig, CompositeConfig], Field(discriminator="type")
-]
+_BACKEND_MODELS = (EmbeddedConfig, SerperConfig, SearchR1Config, MemoryConfig, CompositeConfig)
+BackendConfig = Annotated[Union[_BACKEND_MODELS], Field(discriminator="type")]
 CompositeConfig.model_rebuild()
-BACKEND_TYPES = ("embedded", "serper", "search_r1", "memory", "composite")
+BACKEND_TYPES = tuple(m.model_fields["type"].default for m in _BACKEND_MODELS)
 _ADAPTER: TypeAdapter = TypeAdapter(BackendConfig)
 
 
@@ -150,9 +155,10 @@ def parse_backend_config(cfg: Any) -> Any:
     kind = cfg.get("type")
     if kind not in BACKEND_TYPES:
         raise SearchConfigError(f"unknown search backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}")
-    for part in ("text", "image"):
-        if kind == "composite" and isinstance(cfg.get(part), dict):
-            parse_backend_config(cfg[part])  # nested unknown types get the same clear message
+    if kind == "composite":
+        for part in ("text", "image"):
+            if isinstance(cfg.get(part), dict):
+                parse_backend_config(cfg[part])  # nested unknown types get the same clear message
     try:
         return _ADAPTER.validate_python(cfg)
     except ValidationError as e:
@@ -181,8 +187,6 @@ def _build_uncached(cfg: Any) -> SearchBackend:
 
         return SearchR1Backend(cfg)
     if isinstance(cfg, MemoryConfig):
-        from hyperseyes_verl.search.base import Hit, InMemoryBackend
-
         return InMemoryBackend(text={k: [Hit.from_dict(h) for h in v] for k, v in cfg.text.items()},
                                latency_s=cfg.latency_s, name=cfg.name)
     if isinstance(cfg, CompositeConfig):

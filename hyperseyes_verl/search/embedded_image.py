@@ -4,8 +4,8 @@ Relevance = max(0, cosine).
 
 Why float64: BLAS sums a matrix product in an order that depends on the batch size, so float32 similarities of
 one image differ in the last bits between a batch of 1 and of 64 and near-ties could swap. In float64 those
-differences (~1e-16) vanish when the similarities are rounded to float32 for ranking, so a batched answer
-equals the single one."""
+differences (~1e-16) practically always vanish when the similarities are rounded to float32 for ranking, so a
+batched answer equals the single one."""
 from __future__ import annotations
 
 import json

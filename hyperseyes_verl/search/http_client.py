@@ -150,16 +150,17 @@ class HttpSearchClient:
         try:  # wait_for, not asyncio.timeout: Python 3.10 is supported
             result = await asyncio.wait_for(with_retries(), self.cfg.total_timeout_s)
         except _Retryable as e:
-            raise self._fail(e.kind, f"{e.message} (after {attempts[0]} attempts)") from None
+            raise self.fail(e.kind, f"{e.message} (after {attempts[0]} attempts)") from None
         except SearchFailure as e:
-            raise self._fail(e.kind, e.message) from None
+            raise self.fail(e.kind, e.message) from None
         except asyncio.TimeoutError:
-            raise self._fail(FailureKind.TIMEOUT, f"{url}: no answer within the total {self.cfg.total_timeout_s}s "
+            raise self.fail(FailureKind.TIMEOUT, f"{url}: no answer within the total {self.cfg.total_timeout_s}s "
                                                   f"({attempts[0]} attempts)") from None
         self.counts["ok"] += 1
         return result
 
-    def _fail(self, kind: FailureKind, message: str) -> SearchFailure:
+    def fail(self, kind: FailureKind, message: str) -> SearchFailure:
+        """The failure to raise, counted under its kind."""
         self.counts[kind.value] += 1
         return SearchFailure(kind, message)
 

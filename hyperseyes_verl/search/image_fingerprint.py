@@ -23,6 +23,8 @@ _THUMB = 8
 _GRAD_SIDE = 32
 _GRAD_CELLS = 4
 _ORIENT_BINS = 8
+_CELL = np.arange(_GRAD_SIDE) // (_GRAD_SIDE // _GRAD_CELLS)
+_CELL_OF_PIXEL = _CELL[:, None] * _GRAD_CELLS + _CELL[None, :]  # grid cell of each pixel of the grey image
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -60,9 +62,7 @@ def _shape_block(image: Image.Image) -> np.ndarray:
     magnitude = np.hypot(gx, gy)
     orient = (np.arctan2(gy, gx) % np.pi) / np.pi * _ORIENT_BINS  # unsigned orientation
     bins = np.minimum(orient.astype(np.int32), _ORIENT_BINS - 1)
-    cell = _GRAD_SIDE // _GRAD_CELLS
-    cell_idx = (np.arange(_GRAD_SIDE) // cell)[:, None] * _GRAD_CELLS + (np.arange(_GRAD_SIDE) // cell)[None, :]
-    flat = (cell_idx * _ORIENT_BINS + bins).ravel()
+    flat = (_CELL_OF_PIXEL * _ORIENT_BINS + bins).ravel()
     hist = np.bincount(flat, weights=magnitude.ravel(), minlength=_GRAD_CELLS**2 * _ORIENT_BINS).astype(np.float32)
     return _unit(np.sqrt(hist))
 

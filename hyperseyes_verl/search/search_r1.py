@@ -63,7 +63,7 @@ class SearchR1Backend:
         self._batcher = (Coalescer(self._retrieve_batch, cfg.batch_window_ms / 1000, cfg.batch_max,
                                    max_workers=cfg.http.max_concurrency) if cfg.batch_window_ms > 0 else None)
 
-    def _rows(self, answer: Any, n: int) -> list[list[Hit]]:
+    def _rows(self, answer: Any, n: int, path: str) -> list[list[Hit]]:
         try:
             rows = answer["result"]
             if not isinstance(rows, list) or len(rows) != n:
@@ -71,7 +71,7 @@ class SearchR1Backend:
             return [[_hit(i) for i in row] for row in rows]
         except (KeyError, TypeError, ValueError) as e:
             self.client.count_failure(FailureKind.BAD_PAYLOAD)
-            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{self.cfg.url}/retrieve answered an unexpected shape "
+            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{self.client.base_url}{path} answered an unexpected shape "
                                                          f"({e}): {str(answer)[:200]!r}") from None
 
     def _keep(self, hits: list[Hit], k: int) -> list[Hit]:
@@ -82,7 +82,7 @@ class SearchR1Backend:
     async def retrieve(self, queries: list[str], k: int) -> list[list[Hit]]:
         """One request for several queries (the server's batch endpoint)."""
         answer = await self.client.post("/retrieve", {"queries": queries, "topk": k, "return_scores": True})
-        return [self._keep(row, k) for row in self._rows(answer, len(queries))]
+        return [self._keep(row, k) for row in self._rows(answer, len(queries), "/retrieve")]
 
     async def text_search(self, query: str, k: int) -> list[Hit]:
         if self._batcher is None:
@@ -110,7 +110,7 @@ class SearchR1Backend:
                                 "'/image_retrieve' when the server is `hyperseyes serve-search`, or use a composite backend")
         data = base64.b64encode(jpeg_bytes(image, self.cfg.image_max_side, 92)).decode("ascii")
         answer = await self.client.post(self.cfg.image_path, {"images": [data], "topk": k})
-        return self._keep(self._rows(answer, 1)[0], k)
+        return self._keep(self._rows(answer, 1, self.cfg.image_path)[0], k)
 
     def metrics(self) -> dict[str, float]:
         return self.client.metrics()

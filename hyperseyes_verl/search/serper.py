@@ -33,9 +33,7 @@ class ImageUploader:
     """Turns an image into the URL the Lens endpoint fetches (inline data URL, or an upload endpoint)."""
 
     def __init__(self, cfg: ImageUploadConfig, client: HttpSearchClient):
-        if cfg.mode == "endpoint" and not cfg.endpoint_url:
-            raise ValueError("image_upload.mode='endpoint' needs image_upload.endpoint_url (where to POST the image)")
-        self.cfg, self.client = cfg, client
+        self.cfg, self.client = cfg, client  # cfg guarantees an endpoint_url in mode 'endpoint'
 
     async def to_url(self, image: Image.Image) -> str:
         data = jpeg_bytes(image, self.cfg.max_side, self.cfg.jpeg_quality)
@@ -51,6 +49,7 @@ class ImageUploader:
 
 
 def _items(answer: Any, keys: tuple[str, ...], endpoint: str) -> list[dict]:
+    """The result objects under the first of `keys` present; `SearchFailure` for an answer of the wrong shape."""
     if not isinstance(answer, dict):
         raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{endpoint} answered {type(answer).__name__}, expected an object")
     for key in keys:
@@ -73,16 +72,17 @@ class SerperBackend:
         self._upload_client = HttpSearchClient(f"{cfg.name}_upload", cfg.base_url, upload_http)  # no key to third parties
         self.uploader = ImageUploader(cfg.image_upload, self._upload_client)
 
-    def _extra(self) -> dict:
-        return {k: v for k, v in (("gl", self.cfg.gl), ("hl", self.cfg.hl)) if v}
-
-    async def text_search(self, query: str, k: int) -> list[Hit]:
-        answer = await self.client.post("/search", {"q": query, "num": k, **self._extra()})
+    async def _post_items(self, path: str, body: dict, keys: tuple[str, ...]) -> list[dict]:
+        extra = {k: v for k, v in (("gl", self.cfg.gl), ("hl", self.cfg.hl)) if v}
+        answer = await self.client.post(path, {**body, **extra})
         try:
-            items = _items(answer, ("organic",), "serper /search")
+            return _items(answer, keys, f"serper {path}")
         except SearchFailure:
             self.client.count_failure(FailureKind.BAD_PAYLOAD)
             raise
+
+    async def text_search(self, query: str, k: int) -> list[Hit]:
+        items = await self._post_items("/search", {"q": query, "num": k}, ("organic",))
         return [Hit(title=str(i.get("title", "")), snippet=str(i.get("snippet", "")), url=str(i.get("link", "")))
                 for i in items[:k]]
 
@@ -90,18 +90,12 @@ class SerperBackend:
         try:  # upload + lens together stay within one total timeout
             return await asyncio.wait_for(self._image_search(image, k), self.cfg.http.total_timeout_s)
         except asyncio.TimeoutError:
-            self.client.counts[FailureKind.TIMEOUT.value] += 1
-            raise SearchFailure(FailureKind.TIMEOUT, f"image search (upload + lens) took longer than the total "
-                                                     f"{self.cfg.http.total_timeout_s}s") from None
+            raise self.client.fail(FailureKind.TIMEOUT, f"image search (upload + lens) took longer than the total "
+                                                        f"{self.cfg.http.total_timeout_s}s") from None
 
     async def _image_search(self, image: Image.Image, k: int) -> list[Hit]:
         url = await self.uploader.to_url(image)
-        answer = await self.client.post("/lens", {"url": url, **self._extra()})
-        try:
-            items = _items(answer, ("visualMatches", "organic"), "serper /lens")
-        except SearchFailure:
-            self.client.count_failure(FailureKind.BAD_PAYLOAD)
-            raise
+        items = await self._post_items("/lens", {"url": url}, ("visualMatches", "organic"))
         return [Hit(title=str(i.get("title", "")), snippet=str(i.get("snippet") or i.get("source") or ""),
                     url=str(i.get("link", "")), image_url=i.get("imageUrl") or i.get("thumbnailUrl"))
                 for i in items[:k]]

@@ -17,10 +17,15 @@ import argparse
 import base64
 import binascii
 import io
+import sys
 
 from pydantic import BaseModel, Field
 
+from hyperseyes_verl.search.config import EmbeddedConfig, SearchConfigError
 from hyperseyes_verl.search.embedded import EmbeddedIndex
+
+# The embedded backend's defaults, so a served index answers what the in-process backend would.
+_DEFAULT = {name: EmbeddedConfig.model_fields[name].default for name in ("min_score", "image_min_score", "snippet_chars")}
 
 
 class RetrieveRequest(BaseModel):
@@ -34,7 +39,8 @@ class ImageRetrieveRequest(BaseModel):
     topk: int = Field(3, ge=1, le=100)
 
 
-def create_app(index: EmbeddedIndex, min_score: float = 0.6, image_min_score: float = 0.7, snippet_chars: int = 600):
+def create_app(index: EmbeddedIndex, min_score: float = _DEFAULT["min_score"],
+               image_min_score: float = _DEFAULT["image_min_score"], snippet_chars: int = _DEFAULT["snippet_chars"]):
     from fastapi import FastAPI, HTTPException
     from PIL import Image, UnidentifiedImageError
 
@@ -50,10 +56,10 @@ def create_app(index: EmbeddedIndex, min_score: float = 0.6, image_min_score: fl
             raise HTTPException(404, f"index {str(index.dir)!r} has no text corpus")
         result = []
         for row in index.text.search_many(req.queries, req.topk, min_score):  # one batched lookup per request
-            docs = [{"id": d.id, "contents": f'"{d.title}"\n{d.text[:snippet_chars]}', "url": d.url, "image": d.image}
-                    for d, _ in row]
-            result.append([{"document": doc, "score": round(s, 4)} for doc, (_, s) in zip(docs, row)]
-                          if req.return_scores else docs)
+            docs = [({"id": d.id, "contents": f'"{d.title}"\n{d.text[:snippet_chars]}', "url": d.url, "image": d.image}, s)
+                    for d, s in row]
+            result.append([{"document": doc, "score": round(s, 4)} for doc, s in docs] if req.return_scores
+                          else [doc for doc, _ in docs])
         return {"result": result}
 
     @app.post("/image_retrieve")
@@ -83,19 +89,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="folder written by `hyperseyes index build`")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--min-score", type=float, default=0.6, help="text relevance threshold (official 0.6)")
-    parser.add_argument("--image-min-score", type=float, default=0.7, help="image similarity threshold")
-    parser.add_argument("--snippet-chars", type=int, default=600)
+    parser.add_argument("--min-score", type=float, default=_DEFAULT["min_score"],
+                        help="text relevance threshold (official 0.6)")
+    parser.add_argument("--image-min-score", type=float, default=_DEFAULT["image_min_score"],
+                        help="image similarity threshold")
+    parser.add_argument("--snippet-chars", type=int, default=_DEFAULT["snippet_chars"],
+                        help="snippet = document text cut to this length")
     parser.add_argument("--mmap", action="store_true", help="memory-map the index arrays")
     parser.add_argument("--log-level", default="warning")
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     import uvicorn
-
-    from hyperseyes_verl.search.config import SearchConfigError
 
     try:
         index = EmbeddedIndex(args.index, mmap=args.mmap)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from hyperseyes_verl.study.claims import Claim
 from hyperseyes_verl.study.train import History, StudyConfig
 
@@ -80,6 +78,3 @@ def write_outputs(out_dir: str, cfg: StudyConfig, hist: dict[str, History], clai
         f.write(summary_table(hist) + "\n\n" + claims_markdown(claims) + "\n")
     return paths
 
-
-def final_numbers(hist: dict[str, History]) -> dict[str, dict[str, float]]:
-    return {n: {k: float(np.round(v, 4)) for k, v in h.final().items()} for n, h in hist.items()}

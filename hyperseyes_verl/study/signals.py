@@ -72,17 +72,15 @@ def observe(store: ReferenceStore, r: Rollouts) -> tuple[np.ndarray, np.ndarray]
     return np.array([i.rounds for i in infos]), np.array([i.searches for i in infos])
 
 
-def official_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, ref_s: np.ndarray) -> tuple[np.ndarray, dict]:
+def official_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, ref_s: np.ndarray) -> np.ndarray:
     score_N = np.zeros(len(r.group_N))
-    bonus_N = np.zeros(len(r.group_N))
     for g in np.unique(r.group_N):
         rows = np.flatnonzero(r.group_N == g)
         res = official_group_scores(r.correct_N[rows].astype(float).tolist(), r.answered_N[rows].tolist(),
                                     r.rounds_N[rows].tolist(), r.searches_N[rows].tolist(),
                                     ref_r[rows].tolist(), ref_s[rows].tolist(), v.official)
         score_N[rows] = [x.score for x in res]
-        bonus_N[rows] = [x.bonus for x in res]
-    return score_N, {"bonus_mean": float(bonus_N.mean())}
+    return score_N
 
 
 def paper_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, lam_state: float | None, step: int) -> np.ndarray:
@@ -91,27 +89,23 @@ def paper_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, lam_state: float | 
                      for c, a, t, ref in zip(r.correct_N, r.answered_N, r.rounds_N, ref_r)])
 
 
-def advantages(v: Variant, r: Rollouts, store: ReferenceStore, logp_N: np.ndarray, step: int) -> tuple[np.ndarray, dict]:
-    """Per-rollout advantages of this step under `v` (and the step's reward metrics)."""
+def advantages(v: Variant, r: Rollouts, store: ReferenceStore, logp_N: np.ndarray, step: int) -> np.ndarray:
+    """Per-rollout advantages of this step under `v`."""
     ref_r, ref_s = observe(store, r)
-    metrics: dict[str, float] = {}
     if v.reward == "acc_only":
-        score_N = r.correct_N.astype(float)
-        adv_N = verl_outcome_advantages(score_N, r.group_N, v.estimator)
+        adv_N = verl_outcome_advantages(r.correct_N.astype(float), r.group_N, v.estimator)
     elif v.reward == "trace_official":
-        score_N, metrics = official_scores(v, r, ref_r, ref_s)
-        adv_N = verl_outcome_advantages(score_N, r.group_N, v.estimator)
+        adv_N = verl_outcome_advantages(official_scores(v, r, ref_r, ref_s), r.group_N, v.estimator)
     elif v.reward == "trace_paper":
-        score_N = paper_scores(v, r, ref_r, store.lam, step)
-        adv_N = verl_outcome_advantages(score_N, r.group_N, v.estimator)
+        adv_N = verl_outcome_advantages(paper_scores(v, r, ref_r, store.lam, step), r.group_N, v.estimator)
     elif v.reward == "hdpo":
-        h = hdpo_advantages(r.group_N, r.correct_N.astype(float), r.answered_N.astype(float), r.rounds_N, v.hdpo)
-        adv_N, metrics = h.combined_adv_N, dict(h.metrics)
+        adv_N = hdpo_advantages(r.group_N, r.correct_N.astype(float), r.answered_N.astype(float), r.rounds_N,
+                                v.hdpo).combined_adv_N
     else:
         raise ValueError(f"unknown reward {v.reward!r}; use one of acc_only, trace_official, trace_paper, hdpo")
     if v.opd_beta > 0:
         adv_N = opd_shaped(adv_N, r, logp_N, v.opd_beta)
-    return adv_N, metrics
+    return adv_N
 
 
 def opd_shaped(adv_N: np.ndarray, r: Rollouts, student_logp_N: np.ndarray, beta: float) -> np.ndarray:

@@ -88,7 +88,7 @@ def run_variant(variant: Variant, cfg: StudyConfig, pop: Population | None = Non
                          init_ref_rounds_N=pop.ref_rounds_P[prompt_N], init_ref_searches_N=pop.ref_searches_P[prompt_N],
                          keys_N=[keys_P[p] for p in prompt_N])
             logp_N = np.log(probs_TS[type_N, strategy_N])
-            adv_N, _ = advantages(variant, r, store, logp_N, step)
+            adv_N = advantages(variant, r, store, logp_N, step)
             _policy_step(logits_TS, type_N, strategy_N, probs_TS, adv_N, cfg.lr)
             step += 1
         m = store.end_epoch()

@@ -48,12 +48,6 @@ class FakeServerManager:
         self.calls: list[ServerCall] = []
         self._turn: dict[str, int] = defaultdict(int)
 
-    @classmethod
-    def from_texts(cls, tokenizer, turns: Sequence[str], **kwargs) -> "FakeServerManager":
-        """Script from assistant texts; each turn is tokenized as the model would emit it."""
-        ids = [tokenizer.encode(t, add_special_tokens=False) for t in turns]
-        return cls(script=ids, **kwargs)
-
     async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, video_data=None,
                        audio_data=None, mm_processor_kwargs=None, **kwargs):
         from verl.workers.rollout.replica import TokenOutput
@@ -72,6 +66,3 @@ class FakeServerManager:
             request_id=request_id, prompt_len=len(prompt_ids), n_images=len(image_data or []), n_image_pad=n_pad,
             max_tokens=max_tokens, returned=len(ids), extra_kwargs=sorted(kwargs)))
         return TokenOutput(token_ids=ids, log_probs=[self.logprob] * len(ids), num_preempted=0)
-
-    def calls_for(self, request_id: str) -> list[ServerCall]:
-        return [c for c in self.calls if c.request_id == request_id]

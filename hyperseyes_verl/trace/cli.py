@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 from hyperseyes_verl.trace.store import ReferenceStore, snapshots
 
@@ -31,35 +30,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load(path: str, step: int | None) -> tuple[ReferenceStore, int]:
     store = ReferenceStore()
-    if os.path.isfile(path):  # a single snapshot file: load it through a one-file folder
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(path, os.path.join(tmp, "step_0.npz"))
-            loaded = store.load(tmp)
+    if os.path.isfile(path):  # one snapshot file: its step comes from its name
+        try:
+            store.load_file(path)
+        except Exception as e:
+            raise SystemExit(f"error: {path!r} is not a readable TRACE snapshot ({type(e).__name__}: {e})") from e
         m = re.match(r"^step_(\d+)\.npz$", os.path.basename(path))
-        loaded = int(m.group(1)) if (m and loaded is not None) else loaded
-    else:
-        if not snapshots(path):
-            raise SystemExit(f"error: no step_<N>.npz snapshots in {path!r}; point --path at "
-                             "<trainer.default_local_dir>/hyperseyes_refs or at one snapshot file")
-        loaded = store.load(path, step)
+        return store, int(m.group(1)) if m else 0
+    if not snapshots(path):
+        raise SystemExit(f"error: no step_<N>.npz snapshots in {path!r}; point --path at "
+                         "<trainer.default_local_dir>/hyperseyes_refs or at one snapshot file")
+    loaded = store.load(path, step)
     if loaded is None:
-        raise SystemExit(f"error: no readable snapshot in {path!r}" + (f" at or before step {step}" if step else ""))
+        raise SystemExit(f"error: no readable snapshot in {path!r}"
+                         + (f" at or before step {step}" if step is not None else ""))
     return store, loaded
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.refs_command == "export" and not args.out.endswith((".jsonl", ".csv")):
+        print(f"error: --out {args.out!r} must end with .jsonl or .csv", file=sys.stderr)
+        return 2
     store, loaded = _load(args.path, args.step)
     if args.refs_command == "show":
         print(json.dumps({"snapshot_step": loaded, **store.summary()}, indent=2))
-        for i, row in enumerate(store.rows()):
-            if i >= args.limit:
-                break
+        for row in itertools.islice(store.rows(), args.limit):
             print(json.dumps(row))
         return 0
     out = args.out
-    if not out.endswith((".jsonl", ".csv")):
-        print(f"error: --out {out!r} must end with .jsonl or .csv", file=sys.stderr)
-        return 2
     n = 0
     with open(out, "w", newline="") as f:
         if out.endswith(".csv"):

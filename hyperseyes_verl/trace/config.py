@@ -10,6 +10,7 @@ from hyperseyes_verl.judge.judge import JudgeConfig
 from hyperseyes_verl.trace.official import OfficialTraceConfig
 from hyperseyes_verl.trace.paper import PaperTraceConfig
 from hyperseyes_verl.trace.store import StoreConfig
+from hyperseyes_verl.utils.config import model_from_section
 
 
 class TraceConfig(BaseModel):
@@ -30,8 +31,6 @@ class TraceConfig(BaseModel):
 
 
 def trace_config_from_mapping(section: Mapping[str, Any] | None) -> TraceConfig:
-    """Build from a plain mapping (e.g. `OmegaConf.to_container(cfg.hyperseyes.trace)`); errors name the field."""
-    try:
-        return TraceConfig.model_validate(dict(section or {}))
-    except Exception as e:
-        raise ValueError(f"invalid hyperseyes.trace config: {e}") from e
+    """Build from a plain mapping (e.g. `OmegaConf.to_container(cfg.hyperseyes.trace)`); None gives the
+    defaults; errors name the section and the field."""
+    return model_from_section(TraceConfig, section, "hyperseyes.trace")

@@ -1,12 +1,13 @@
 """Flat, namespaced training metrics from the per-sample `reward_extra_info` dicts (CONTRACTS §4)."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
-from hyperseyes_verl.trace.official import OfficialScore
+from hyperseyes_verl.trace.official import Category, OfficialScore
 
 
 def _col(infos: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -19,7 +20,9 @@ def _mean(x: np.ndarray) -> float:
 
 def trace_metrics(infos: Sequence[Mapping[str, Any]],
                   official_scores: Sequence[OfficialScore] | None = None) -> dict[str, float]:
-    """Accuracy, answered rate, judge fallbacks, rounds, width, references and the bonus distribution.
+    """Accuracy, answered rate, judge fallbacks, rounds, width, references and the bonus distribution of one
+    batch (the trainer logs them every step; `trace/batch_ref_*` are this batch's references, the store's own
+    `trace/ref_*` describe every prompt and come at epoch ends).
 
     `official_scores` (official mode): the group scores the trainer computed; their bonuses replace
     `trace_bonus` (which is 0 per sample in that mode) and their categories are counted.
@@ -37,16 +40,17 @@ def trace_metrics(infos: Sequence[Mapping[str, Any]],
         "trace/rounds_mean": _mean(rounds),
         "trace/searches_mean": _mean(searches),
         "trace/searches_per_round": float(searches.sum() / rounds.sum()) if rounds.sum() > 0 else 0.0,
-        "trace/ref_coverage": float((refs >= 0).mean()) if refs.size else 0.0,
-        "trace/ref_mean": _mean(refs[refs >= 0]),
+        "trace/batch_ref_coverage": float((refs >= 0).mean()) if refs.size else 0.0,
+        "trace/batch_ref_mean": _mean(refs[refs >= 0]),
         "judge/fallbacks": float(sources.count("rule_fallback")),
         "judge/fallback_rate": sources.count("rule_fallback") / n,
         "judge/llm_frac": sources.count("llm") / n,
     }
     if official_scores is not None:
         bonus = np.asarray([s.bonus for s in official_scores], dtype=np.float64)
-        for cat in ("good", "bad", "wrong_penalized", "correct_no_tool", "no_answer"):
-            out[f"trace/frac_{cat}"] = sum(s.category == cat for s in official_scores) / max(len(official_scores), 1)
+        cats = Counter(s.category for s in official_scores)
+        for cat in get_args(Category):  # every category, so the fractions add up to 1
+            out[f"trace/frac_{cat}"] = cats[cat] / max(len(official_scores), 1)
     else:
         bonus = _col(infos, "trace_bonus")
     if bonus.size:

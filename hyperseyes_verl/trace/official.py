@@ -17,6 +17,7 @@ advantage step on the per-sample components of `reward_extra_info`.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -42,7 +43,7 @@ class OfficialTraceConfig(BaseModel):
     def _ranges_ordered(self) -> "OfficialTraceConfig":
         for name in ("good_range", "bad_range"):
             lo, hi = getattr(self, name)
-            if not (lo <= hi) or any(x != x or abs(x) == float("inf") for x in (lo, hi)):
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
                 raise ValueError(f"{name}={(lo, hi)} must be finite (lo, hi) with lo <= hi")
         if self.bad_range[1] >= self.good_range[0]:
             raise ValueError(f"bad_range {self.bad_range} must lie below good_range {self.good_range}")
@@ -84,10 +85,11 @@ def official_group_scores(
         if len(seq) != n:
             raise ValueError(f"official_group_scores: {name} has {len(seq)} entries but acc has {n}; "
                              "pass one entry per rollout of the group")
+    keys = [(int(tc), int(total)) for tc, total in zip(tool_rounds, searches)]
     category: list[Category] = []
     bonus = [0.0] * n
-    for i in range(n):
-        tc, total, ref_tc, ref_total = int(tool_rounds[i]), int(searches[i]), _ref(ref_rounds[i]), _ref(ref_searches[i])
+    for i, (tc, total) in enumerate(keys):
+        ref_tc, ref_total = _ref(ref_rounds[i]), _ref(ref_searches[i])
         if not bool(answered[i]):
             category.append("no_answer")
         elif float(acc[i]) <= 0.5:
@@ -101,9 +103,9 @@ def official_group_scores(
     for cat, (lo, hi) in (("good", cfg.good_range), ("bad", cfg.bad_range)):
         members = [i for i in range(n) if category[i] == cat]
         if members:
-            table = _linear_bonus([(int(tool_rounds[i]), int(searches[i])) for i in members], lo, hi, cfg.decimals)
+            table = _linear_bonus([keys[i] for i in members], lo, hi, cfg.decimals)
             for i in members:
-                bonus[i] = table[(int(tool_rounds[i]), int(searches[i]))]
+                bonus[i] = table[keys[i]]
     out = []
     for i in range(n):
         if category[i] == "no_answer":

@@ -17,12 +17,10 @@ from hyperseyes_verl.trace.keys import is_validation, prompt_key
 from hyperseyes_verl.trace.paper import lambda_at, paper_score
 from hyperseyes_verl.trace.shared import StoreHandle, drop_local_store, get_store
 from hyperseyes_verl.trace.store import NONE, RefInfo
+from hyperseyes_verl.ugs.parser import PARSE_ERROR_KINDS
 
 logger = logging.getLogger(__name__)
 
-# Parser / turn-format error kinds (hyperseyes_verl.ugs.parser) that break the HDPO format reward.
-FORMAT_ERRORS = frozenset({"bad_json", "not_object", "missing_name", "bad_arguments", "empty_call", "empty_answer",
-                           "not_text", "internal", "parse", "no_action"})
 EXTRA_KEYS = ("acc", "answered", "tool_rounds", "tool_calls", "searches", "ref_rounds", "ref_searches", "trace_bonus",
               "opd_eligible", "judge_source", "prompt_key", "hdpo_format")
 
@@ -89,7 +87,7 @@ class TraceScorer:
     def _format_ok(self, x: RolloutInput, answered: bool) -> bool:
         fields = x.tool_extra_fields or {}
         errors = fields.get("tool_errors") or {}
-        bad = any(int(v) > 0 for k, v in dict(errors).items() if k in FORMAT_ERRORS)
+        bad = any(int(v) > 0 for k, v in dict(errors).items() if k in PARSE_ERROR_KINDS)
         return answered and not bad and not bool(fields.get("truncated", False))
 
     async def _reference(self, key: str, validation: bool, init_r: int, init_s: int, correct: bool,
@@ -100,7 +98,8 @@ class TraceScorer:
             return await self.store.arecord(key, init_r, init_s, correct, rounds, searches)
         except Exception as e:  # a dead store actor must not kill training; counted and logged
             self.counts["trace/store_errors"] += 1
-            if self._own_store and self._store is not None and self._store.is_remote:  # e.g. the actor died with its owner: get (or re-create) it on the next row
+            if self._own_store and self._store is not None and self._store.is_remote:
+                # e.g. the actor died with its owner: get (or re-create) it on the next row
                 self._store = None
                 drop_local_store(self.config.store)
             logger.warning("TRACE reference store failed (%s: %s); using the dataset reference for %s",
@@ -108,14 +107,13 @@ class TraceScorer:
             return RefInfo(init_r, init_s, None, -1)
 
     def _lambda(self, x: RolloutInput, info: RefInfo) -> float:
-        step = x.global_step
-        if step is None and self.config.paper.schedule == "linear_warmup" and not self._warned_no_step:
-            self._warned_no_step = True
-            logger.warning("TRACE linear λ warm-up needs the rows' global_steps (verl's V1 trainer sends them); "
-                           "this trainer does not, so the full λ=%s is used", self.config.paper.lam)
-        if step is None and self.config.paper.schedule == "linear_warmup":
+        if x.global_step is None and self.config.paper.schedule == "linear_warmup":
+            if not self._warned_no_step:
+                self._warned_no_step = True
+                logger.warning("TRACE linear λ warm-up needs the rows' global_steps (verl's V1 trainer sends them); "
+                               "this trainer does not, so the full λ=%s is used", self.config.paper.lam)
             return self.config.paper.lam
-        return lambda_at(self.config.paper, step, info.lam)
+        return lambda_at(self.config.paper, x.global_step, info.lam)
 
     async def score(self, x: RolloutInput) -> dict[str, Any]:
         extra_info = dict(x.extra_info or {})

@@ -31,6 +31,7 @@ class StoreHandle:
         self._store, self._actor = store, actor
         self._pending: list[tuple[tuple, asyncio.Future]] = []
         self._flush_scheduled = False
+        self._flushes: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     @property
     def is_remote(self) -> bool:
@@ -46,8 +47,13 @@ class StoreHandle:
         self._pending.append((row, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+            loop.call_soon(self._start_flush)  # rows issued until the flush starts join its batch
         return await future
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def _flush(self) -> None:
         batch, self._pending, self._flush_scheduled = self._pending, [], False
@@ -62,11 +68,6 @@ class StoreHandle:
             if not future.done():
                 future.set_result(info)
 
-    async def areference(self, key: str, init_rounds: int, init_searches: int) -> RefInfo:
-        if self._actor is None:
-            return self._store.reference(key, init_rounds, init_searches)
-        return await self._actor.reference.remote(key, init_rounds, init_searches)
-
     def call(self, method: str, *args: Any) -> Any:
         """Blocking call of any store method (driver-side: epoch end, save, restore)."""
         if self._actor is None:
@@ -74,11 +75,6 @@ class StoreHandle:
         import ray
 
         return ray.get(getattr(self._actor, method).remote(*args))
-
-    async def acall(self, method: str, *args: Any) -> Any:
-        if self._actor is None:
-            return getattr(self._store, method)(*args)
-        return await getattr(self._actor, method).remote(*args)
 
 
 def _ray_ready(config: StoreConfig) -> bool:

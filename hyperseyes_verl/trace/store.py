@@ -9,7 +9,7 @@ the epoch is scored against the same bar. At the epoch boundary `end_epoch` tigh
 (rounds first, searches break ties; -1 = no reference), optionally skipping warm-up epochs and prompts with
 fewer than `min_correct` correct observations. Monotone: a reference is never loosened.
 
-Memory: one dict entry per key plus six int32 columns, so 1M prompts ≈ 150 MB and a tightening pass over
+Memory: one dict entry per key plus five int32 columns, so 1M prompts ≈ 150 MB and a tightening pass over
 1M references takes milliseconds (bench/bench_trace_store.py).
 """
 from __future__ import annotations
@@ -32,6 +32,9 @@ NONE = -1  # "no reference"
 _UNSEEN = np.iinfo(np.int32).max  # candidate sentinel: no correct rollout with rounds >= 1 this epoch
 _FORMAT = 1
 _FILE_RE = re.compile(r"^step_(\d+)\.npz$")
+# the per-key int32 columns and the value of a fresh slot
+_COLUMNS = {"ref_r": NONE, "ref_s": NONE, "cand_r": _UNSEEN, "cand_s": _UNSEEN, "n_correct": 0}
+_MIN_CAPACITY = 1024
 
 
 class StoreConfig(BaseModel):
@@ -73,17 +76,7 @@ class ReferenceStore:
     def __init__(self, config: StoreConfig | None = None):
         self.config = config or StoreConfig()
         self._lock = threading.Lock()
-        self._slot: dict[str, int] = {}
-        self._keys: list[str] = []
-        cap = 1024
-        self._ref_r = np.full(cap, NONE, np.int32)
-        self._ref_s = np.full(cap, NONE, np.int32)
-        self._cand_r = np.full(cap, _UNSEEN, np.int32)
-        self._cand_s = np.full(cap, _UNSEEN, np.int32)
-        self._n_correct = np.zeros(cap, np.int32)
-        self.epoch = 0
-        self.lam: float | None = None
-        self._reset_epoch_sums()
+        self._set_state(_empty_state())
 
     # ---- registration and observation (during an epoch) -----------------------------------------------------
     def __len__(self) -> int:
@@ -100,13 +93,15 @@ class ReferenceStore:
         cap = len(self._ref_r)
         if need <= cap:
             return
-        new = max(need, 2 * cap)
-        for name, fill in (("_ref_r", NONE), ("_ref_s", NONE), ("_cand_r", _UNSEEN), ("_cand_s", _UNSEEN),
-                           ("_n_correct", 0)):
-            old = getattr(self, name)
-            arr = np.full(new, fill, np.int32)
-            arr[:cap] = old
-            setattr(self, name, arr)
+        self._alloc(max(need, 2 * cap), keep=cap)
+
+    def _alloc(self, cap: int, keep: int) -> None:
+        """Fresh columns of `cap` slots; the first `keep` slots copied from the current ones."""
+        for name, fill in _COLUMNS.items():
+            arr = np.full(cap, fill, np.int32)
+            if keep:
+                arr[:keep] = getattr(self, f"_{name}")[:keep]
+            setattr(self, f"_{name}", arr)
 
     def _register(self, key: str, init_rounds: int, init_searches: int) -> int:
         slot = self._slot.get(key)
@@ -200,9 +195,7 @@ class ReferenceStore:
     def reset(self) -> None:
         """Forget everything (a fresh run that finds no snapshot to resume from)."""
         with self._lock:
-            self._set_state({"keys": [], "meta": {"epoch": 0, "lam": None, "sums": [0, 0, 0, 0, 0]},
-                             **{k: np.zeros(0, np.int32) for k in ("ref_r", "ref_s", "cand_r", "cand_s",
-                                                                   "n_correct")}})
+            self._set_state(_empty_state())
 
     def set_lambda(self, lam: float) -> None:
         with self._lock:
@@ -247,8 +240,7 @@ class ReferenceStore:
                 "sums": [self._obs, self._sum_correct_rounds, self._n_correct_all, self._sum_ref_of_correct,
                          self._n_ref_of_correct]}
         return {"keys": np.frombuffer(blob, np.uint8), "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                "ref_r": self._ref_r[:n], "ref_s": self._ref_s[:n], "cand_r": self._cand_r[:n],
-                "cand_s": self._cand_s[:n], "n_correct": self._n_correct[:n]}
+                **{name: getattr(self, f"_{name}")[:n] for name in _COLUMNS}}
 
     def save(self, directory: str, step: int) -> str:
         """Atomic snapshot `<directory>/step_<step>.npz` (temp file + fsync + os.replace + dir fsync)."""
@@ -290,28 +282,27 @@ class ReferenceStore:
             if step is not None and snap_step > step:
                 continue
             try:
-                state = _read(path)
+                self.load_file(path)
             except Exception as e:  # corrupt / truncated file: fall back to the previous one
                 logger.warning("TRACE reference snapshot %s is unreadable (%s: %s); trying an older one",
                                path, type(e).__name__, e)
                 continue
-            with self._lock:
-                self._set_state(state)
             return snap_step
         return None
+
+    def load_file(self, path: str) -> None:
+        """Replace the state with one snapshot file; an unreadable file raises and leaves the state unchanged."""
+        state = _read(path)
+        with self._lock:
+            self._set_state(state)
 
     def _set_state(self, state: dict) -> None:
         keys, meta = state["keys"], state["meta"]
         n = len(keys)
         self._keys = keys
         self._slot = dict(zip(keys, range(n)))
-        cap = max(1024, n)
-        self._ref_r = np.full(cap, NONE, np.int32)
-        self._ref_s = np.full(cap, NONE, np.int32)
-        self._cand_r = np.full(cap, _UNSEEN, np.int32)
-        self._cand_s = np.full(cap, _UNSEEN, np.int32)
-        self._n_correct = np.zeros(cap, np.int32)
-        for name in ("ref_r", "ref_s", "cand_r", "cand_s", "n_correct"):
+        self._alloc(max(_MIN_CAPACITY, n), keep=0)
+        for name in _COLUMNS:
             getattr(self, f"_{name}")[:n] = state[name]
         self.epoch = int(meta["epoch"])
         self.lam = meta["lam"]
@@ -335,12 +326,16 @@ def _read(path: str) -> dict:
             raise ValueError(f"unknown snapshot format {meta.get('format')!r} (this version reads {_FORMAT})")
         blob = z["keys"].tobytes().decode("utf-8")
         keys = blob.split("\n") if meta["n"] else []
-        state = {"keys": keys, "meta": meta, **{k: z[k].copy() for k in ("ref_r", "ref_s", "cand_r", "cand_s",
-                                                                          "n_correct")}}
-    if any(len(state[k]) != meta["n"] for k in ("ref_r", "ref_s", "cand_r", "cand_s", "n_correct")) \
-            or len(keys) != meta["n"]:
-        raise ValueError(f"inconsistent snapshot: meta says {meta['n']} keys")
+        state = {"keys": keys, "meta": meta, **{name: z[name].copy() for name in _COLUMNS}}
+    lengths = {name: len(state[name]) for name in ("keys", *_COLUMNS)}
+    if any(n != meta["n"] for n in lengths.values()):
+        raise ValueError(f"inconsistent snapshot {path}: meta says {meta['n']} keys, lengths are {lengths}")
     return state
+
+
+def _empty_state() -> dict:
+    return {"keys": [], "meta": {"epoch": 0, "lam": None, "sums": [0, 0, 0, 0, 0]},
+            **{name: np.zeros(0, np.int32) for name in _COLUMNS}}
 
 
 def _fsync_dir(directory: str) -> None:

@@ -100,11 +100,6 @@ async def run_episode(backend: SearchBackend | None = None, latency_s: float = 0
     return env.stats
 
 
-def run_demo(backend: SearchBackend | None = None, latency_s: float = 0.2, observations: bool = False,
-             show: Callable[[str], None] = print) -> EpisodeStats:
-    return asyncio.run(run_episode(backend, latency_s, show=show, observations=observations))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="seconds of injected latency per search")
     parser.add_argument("--observations", action="store_true", help="also print each observation's text")
@@ -114,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
     if args.latency < 0:
         raise SystemExit(f"--latency must be >= 0 seconds, got {args.latency}")
     t0 = time.perf_counter()
-    stats = run_demo(latency_s=args.latency, observations=args.observations)
+    stats = asyncio.run(run_episode(latency_s=args.latency, observations=args.observations))
     print(f"total {time.perf_counter() - t0:.2f} s for {stats.searches} searches in {stats.tool_rounds} rounds")
     return 0 if stats.answered else 1

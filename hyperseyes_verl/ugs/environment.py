@@ -28,11 +28,11 @@ from PIL import Image
 
 from hyperseyes_verl.search.base import FailureKind, Hit, SearchBackend, SearchFailure
 from hyperseyes_verl.ugs import render
-from hyperseyes_verl.ugs.images import CropResult, ImageRegistry
+from hyperseyes_verl.ugs.images import CropResult, ImageRegistry, short_repr
 from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, parse_turn
 from hyperseyes_verl.ugs.render import ContentBuilder, SearchOutcome
 from hyperseyes_verl.ugs.schema import IMAGE_SEARCH, TEXT_SEARCH, TOOL_NAMES
-from hyperseyes_verl.ugs.types import EpisodeStats, Observation, RoundStats, StepResult, UGSConfig
+from hyperseyes_verl.ugs.types import EpisodeStats, FinishReason, Observation, RoundStats, StepResult, UGSConfig
 
 # Plan items of one call, rendered after the searches return:
 # ("error", kind, message) | ("query", query, job) | ("crop", CropResult, job | None) | ("whole", image_id, job)
@@ -87,14 +87,14 @@ class SearchEnvironment:
 
     # ------------------------------------------------------------------ turn outcomes
 
-    def _finish(self, reason: str, answer: str | None = None) -> StepResult:
+    def _finish(self, reason: FinishReason, answer: str | None = None) -> StepResult:
         st = self.stats
-        st.finish_reason = reason  # type: ignore[assignment]
+        st.finish_reason = reason
         if answer is not None:
             st.answered, st.answer = True, answer
         if reason == "turn_budget":
             st.budget_exhausted = True
-        return StepResult(done=True, finish_reason=reason, answer=answer)  # type: ignore[arg-type]
+        return StepResult(done=True, finish_reason=reason, answer=answer)
 
     def _refuse(self, turn: ParsedTurn) -> StepResult:
         """Tool calls with no tool round left: not executed; the model is told to answer."""
@@ -164,9 +164,7 @@ class SearchEnvironment:
         rs.rounds_left = self.tool_rounds_left
         if rs.rounds_left == 0:  # every tool round is spent: the answer must come without more search
             self.stats.budget_exhausted = True
-        last = ContentBuilder()
-        last.blocks = messages[-1]["content"]
-        self._close(last, rs.rounds_left)
+        self._close(ContentBuilder(messages[-1]["content"]), rs.rounds_left)
         rs.wall_s = time.perf_counter() - t0
         return rs, Observation(messages)
 
@@ -184,9 +182,7 @@ class SearchEnvironment:
 
     def _plan_text(self, call: ToolCall, items: list[_Item], jobs: list) -> bool:
         cfg = self.config
-        queries = call.arguments.get("input")
-        if isinstance(queries, str):
-            queries = [queries]
+        queries = call.arguments.get("input")  # the parser already split a legacy "q1|q2" string
         if not isinstance(queries, list) or not queries:
             items.append(("error", "bad_arguments", 'text_search needs "input": a non-empty list of query strings, '
                                                     f"got {_short(call.arguments)}"))
@@ -195,7 +191,9 @@ class SearchEnvironment:
         for query in queries:
             if not isinstance(query, str):
                 items.append(("error", "bad_query", f"a query must be a string, got {_short(query)}"))
-            elif not query.strip():
+                continue
+            query = query.strip()
+            if not query:
                 items.append(("error", "empty_query", "an empty query was skipped"))
             elif len(query) > cfg.max_query_chars:
                 items.append(("error", "query_too_long", f"query {_short(query)} has {len(query)} characters; "
@@ -205,8 +203,8 @@ class SearchEnvironment:
                                                            f"{cfg.max_queries_per_call} queries per text_search"))
             else:
                 accepted += 1
-                items.append(("query", query.strip(), len(jobs)))
-                jobs.append(("text", query.strip()))
+                items.append(("query", query, len(jobs)))
+                jobs.append(("text", query))
         return True
 
     def _plan_image(self, call: ToolCall, usable: set[str], items: list[_Item], jobs: list) -> bool:
@@ -305,7 +303,7 @@ class SearchEnvironment:
             hits = await asyncio.wait_for(coro, timeout=cfg.search_timeout_s)
         except asyncio.CancelledError:
             raise
-        except (asyncio.TimeoutError, TimeoutError):
+        except (asyncio.TimeoutError, TimeoutError):  # distinct types before Python 3.11
             return SearchOutcome(failure_kind=FailureKind.TIMEOUT.value,
                                  failure_message=f"no answer within {cfg.search_timeout_s:g} s")
         except SearchFailure as e:
@@ -328,6 +326,5 @@ def _id_number(image_id: str) -> int:
     return int(tail) if head == "img" and tail.isdigit() and len(tail) < 10 else -1
 
 
-def _short(value: object, limit: int = 120) -> str:
-    s = repr(value)
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+def _short(value: object) -> str:
+    return short_repr(value, limit=120)

@@ -131,24 +131,24 @@ def validate_box(box: object, width: int, height: int, min_px: int) -> tuple[Box
     """(clamped box, error kind or None, reason). Clamps to [0, 1]; rejects what cannot be a box."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         n = len(box) if isinstance(box, (list, tuple)) else type(box).__name__
-        return None, "bad_box_arity", f"a box must be 4 numbers [x1, y1, x2, y2], got {_short(box)} ({n})"
+        return None, "bad_box_arity", f"a box must be 4 numbers [x1, y1, x2, y2], got {short_repr(box)} ({n})"
     if not all(isinstance(v, Real) and not isinstance(v, bool) for v in box):
-        return None, "bad_box_value", f"box values must be numbers, got {_short(box)}"
+        return None, "bad_box_value", f"box values must be numbers, got {short_repr(box)}"
     try:
         values = [float(v) for v in box]
     except OverflowError:  # a JSON integer too large for a float
         values = [math.inf]
     if not all(math.isfinite(v) for v in values):
-        return None, "bad_box_nonfinite", f"box values must be finite, got {_short(box)}"
+        return None, "bad_box_nonfinite", f"box values must be finite, got {short_repr(box)}"
     x1, y1, x2, y2 = (min(1.0, max(0.0, v)) for v in values)
     clamped = (x1, y1, x2, y2)
     if x2 <= x1 or y2 <= y1:
         hint = " (coordinates are fractions in [0, 1], not pixels or 0-1000)" if max(values) > 1 else ""
-        return clamped, "bad_box_inverted", (f"box {_short(box)} is empty after clamping to [0, 1]: need x1 < x2 and "
+        return clamped, "bad_box_inverted", (f"box {short_repr(box)} is empty after clamping to [0, 1]: need x1 < x2 and "
                                              f"y1 < y2{hint}")
     left, top, right, bottom = to_pixels(clamped, width, height)
     if right - left < min_px or bottom - top < min_px:
-        return clamped, "crop_too_small", (f"box {_short(box)} is {right - left}x{bottom - top} px of a {width}x{height} "
+        return clamped, "crop_too_small", (f"box {short_repr(box)} is {right - left}x{bottom - top} px of a {width}x{height} "
                                            f"image; crops need at least {min_px} px per side")
     return clamped, None, ""
 
@@ -172,6 +172,7 @@ def fit_long_side(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
 
 
-def _short(value: object, limit: int = 80) -> str:
+def short_repr(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters, for error lines that quote what the model wrote."""
     s = repr(value)
     return s if len(s) <= limit else s[: limit - 3] + "..."

@@ -35,9 +35,14 @@ class ToolCall:
     raw: str  # the block's text, for logs and error lines
 
 
+# Every kind a ParseError can carry: the turn broke the format (the HDPO format reward reads this set).
+PARSE_ERROR_KINDS = frozenset({"bad_json", "not_object", "missing_name", "bad_arguments", "empty_call",
+                               "empty_answer", "not_text", "internal"})
+
+
 @dataclass
 class ParseError:
-    kind: str  # bad_json | not_object | missing_name | bad_arguments | empty_call | empty_answer | not_text | internal
+    kind: str  # one of PARSE_ERROR_KINDS
     message: str  # what was wrong and how to write it instead (shown to the model)
     raw: str = ""
 

@@ -34,8 +34,8 @@ class SearchOutcome:
 class ContentBuilder:
     """Accumulates content blocks, merging adjacent text so messages stay compact."""
 
-    def __init__(self) -> None:
-        self.blocks: list[dict[str, Any]] = []
+    def __init__(self, blocks: list[dict[str, Any]] | None = None) -> None:
+        self.blocks: list[dict[str, Any]] = [] if blocks is None else blocks  # appended to in place
 
     def text(self, s: str) -> "ContentBuilder":
         if self.blocks and self.blocks[-1]["type"] == "text":

@@ -10,7 +10,8 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-FinishReason = Literal["answer", "no_action", "turn_budget", "length", "running"]
+# The environment's own endings; the verl agent loop adds `length` / `invalid_token` in its extra fields.
+FinishReason = Literal["answer", "no_action", "turn_budget", "running"]
 
 
 class UGSConfig(BaseModel):
@@ -23,14 +24,14 @@ class UGSConfig(BaseModel):
     max_calls_per_turn: int = Field(8, ge=1, description="tool calls executed per turn; extra ones get an error line")
     max_boxes_per_call: int = Field(8, ge=1, description="areas per image_search call")
     max_queries_per_call: int = Field(8, ge=1, description="queries per text_search call")
-    max_query_chars: int = Field(512, ge=1)
+    max_query_chars: int = Field(512, ge=1, description="a longer query is not run; the model gets an error line")
     top_k: int = Field(3, ge=1, description="hits shown per query / crop (official 3)")
     search_timeout_s: float = Field(30.0, gt=0, description="per search; a slow backend becomes a timeout line")
     crop_max_side: int = Field(1000, ge=16, description="crops are resized so their long side is at most this")
     min_crop_px: int = Field(2, ge=1, description="a crop smaller than this on either side fails")
-    restate_question: bool = True
+    restate_question: bool = Field(True, description="close every observation with the original question")
     hint_when_rounds_left: int = Field(1, ge=0, description="append a remaining-budget hint at or below this")
-    snippet_chars: int = Field(300, ge=20)
+    snippet_chars: int = Field(300, ge=20, description="a hit's snippet is clipped to this many characters")
     min_text_relevance: float = Field(
         0.0, ge=0, le=1, description="text hits with a known score below this are dropped before top_k "
         "(official 0.6, tuned to its web backend's scores)")

@@ -15,6 +15,6 @@ def model_from_section(model_cls: type[M], section: Any, name: str) -> M:
         return model_cls()
     data = dict(section.items()) if hasattr(section, "items") else section
     try:
-        return model_cls(**data)
-    except Exception as e:
+        return model_cls.model_validate(data)
+    except Exception as e:  # pydantic's ValidationError, or a section that is not a mapping
         raise ValueError(f"invalid {name} config {data!r}: {e}") from e

@@ -62,14 +62,12 @@ class AppendOnlyJsonl:
         """Append one record (a dict, or an already serialized JSON object line)."""
         line = (row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)).rstrip("\n") + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as f:
-            if f.tell() and not self._ends_with_newline():
-                f.write(b"\n")  # a previous kill cut the last line: keep this record on a line of its own
+        with self.path.open("a+b") as f:  # reads see the file; writes always go to its end
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a previous kill cut the last line: keep this record on a line of its own
+                    line = "\n" + line
             f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
-
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"

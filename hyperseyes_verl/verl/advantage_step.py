@@ -20,6 +20,8 @@ import torch
 from hyperseyes_verl.hdpo import HDPOConfig, hdpo_advantages
 from hyperseyes_verl.opd import OPDConfig, TeacherStatus, eligible_mask, reverse_kl_shaped_advantages
 from hyperseyes_verl.opd.teacher import teacher_rows_valid
+from hyperseyes_verl.trace.metrics import trace_metrics
+from hyperseyes_verl.trace.official import official_group_scores
 
 TRACE_KEYS = ("acc", "answered", "tool_rounds", "searches", "ref_rounds", "ref_searches")
 
@@ -54,8 +56,9 @@ def teacher_status_metrics(extra_fields: Sequence) -> dict[str, float]:
         ef = getattr(ef, "data", ef) or {}
         s = ef.get("opd_teacher_status")
         if s is not None:
-            status[str(getattr(s, "value", s))] += 1
-            if s in (TeacherStatus.SCORED, TeacherStatus.SCORED.value):
+            s = str(getattr(s, "value", s))  # the enum or its value
+            status[s] += 1
+            if s == TeacherStatus.SCORED.value:
                 tokens += int(ef.get("opd_teacher_tokens", 0))
     if not status:
         return {}
@@ -116,13 +119,18 @@ def official_scores(uid_N: Sequence, infos: Sequence[Mapping], final_rows: list[
     for j, row in enumerate(final_rows):
         groups[uid_N[row]].append(j)
     score_S = np.zeros(len(final_rows))
+    results_S: list = [None] * len(final_rows)
     for members in groups.values():
         results = group_scores_fn(*[comps[k][members].tolist() for k in TRACE_KEYS])
         if len(results) != len(members):
             raise ValueError(f"official_group_scores returned {len(results)} scores for a group of {len(members)}")
         score_S[members] = [float(r.score) for r in results]
+        for j, r in zip(members, results):
+            results_S[j] = r
+    # bonus = score - acc, so the -0.5 of rows without an answer counts in it
     metrics = {"trace/official_score_mean": float(score_S.mean()) if len(score_S) else 0.0,
                "trace/official_bonus_mean": float((score_S - comps["acc"]).mean()) if len(score_S) else 0.0}
+    metrics.update(trace_metrics([infos[r] for r in final_rows], results_S))
     return score_S[row_to_session], metrics
 
 
@@ -134,7 +142,7 @@ def assemble_advantages(
     adv_estimator: str,
     verl_advantage_fn: Callable,  # (data) -> data with advantages/returns (verl's own estimator)
     trace_mode: str = "paper",
-    group_scores_fn: Callable | None = None,
+    group_scores_fn: Callable = official_group_scores,
     hdpo_cfg: HDPOConfig = HDPOConfig(),
     opd_cfg: OPDConfig = OPDConfig(),
     distillation_enabled: bool = False,
@@ -152,8 +160,6 @@ def assemble_advantages(
 
     # (a) TRACE official group rule
     if trace_mode == "official":
-        if group_scores_fn is None:
-            raise ValueError("hyperseyes.trace.mode=official needs hyperseyes_verl.trace.official.official_group_scores")
         new_score_B, m = official_scores(uid_N, infos, final_rows, row_to_session, group_scores_fn)
         # only the outcome part changes (delta at the last generated token): a KL-in-reward penalty
         # already folded into token_level_rewards survives
@@ -165,6 +171,8 @@ def assemble_advantages(
         metrics.update(m)
     elif trace_mode != "paper":
         raise ValueError(f"hyperseyes.trace.mode must be 'paper' or 'official', got {trace_mode!r}")
+    elif all("acc" in infos[r] for r in final_rows):  # TRACE components present (paper mode)
+        metrics.update(trace_metrics([infos[r] for r in final_rows]))
 
     # (b) GRPO / any verl estimator, or HDPO
     extra: dict[str, torch.Tensor] = {}
@@ -184,10 +192,11 @@ def assemble_advantages(
         if hdpo_cfg.combine == "two_surrogate":
             extra["hdpo_tool_advantages"] = (torch.as_tensor(h.tool_adv_N[row_to_session], dtype=torch.float32)
                                              [:, None] * mask_BT.float())
+        returns = advantages.clone()  # outcome advantages, as verl's GRPO returns them
     else:
         data = verl_advantage_fn(data)
         advantages = data.batch["advantages"]
-    returns = advantages.clone()
+        returns = data.batch["returns"]  # GAE's returns (advantages + values) are the critic's targets
 
     # (c) OPD on failed rollouts
     if distillation_enabled and opd_cfg.enabled:

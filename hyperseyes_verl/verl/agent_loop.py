@@ -4,7 +4,8 @@ Per trajectory: render the tool schemas (raw dicts, so array `items` survive) an
 none, the HyperEyes system prompt; then loop generate → `SearchEnvironment.step(text)` → append the
 observation (tool messages with the crop images) through verl's Continuous-Token multimodal path
 (`ct_merge_context_msg`) with response_mask 0, adding the crops to the request's image list, until the
-environment ends the episode. All tool calls of a turn are executed (no `max_parallel_calls` cut).
+environment ends the episode. All tool calls of a turn are executed, up to `UGSConfig.max_calls_per_turn`
+(verl's `multi_turn.max_parallel_calls` does not apply).
 
 Selection: ship `hyperseyes_verl/verl/agent_loop.yaml` as `actor_rollout_ref.rollout.agent.agent_loop_config_path`
 and set the dataset column `agent_name = "hyperseyes_agent"` (or `rollout.agent.default_agent_loop`). The
@@ -36,6 +37,7 @@ server's `min_global_steps` / `max_global_steps` that verl's async trainers read
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import weakref
@@ -49,6 +51,7 @@ from verl.utils.profiler import simple_timer
 from verl.utils.tokenizer import get_processor_token_id
 
 from hyperseyes_verl.search.base import SearchBackend
+from hyperseyes_verl.search.config import build_backend, parse_backend_config
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS, system_prompt
@@ -82,8 +85,6 @@ class AgentLoopSettings(BaseModel):
     @classmethod
     def _check_backend(cls, v):
         if v is not None:
-            from hyperseyes_verl.search.config import parse_backend_config
-
             parse_backend_config(v)  # raises SearchConfigError naming the bad field
         return v
 
@@ -101,7 +102,7 @@ class AgentLoopSettings(BaseModel):
 
 
 def _to_plain(value: Any) -> Any:
-    if isinstance(value, DictConfig) or OmegaConf.is_config(value):
+    if OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
     return value
 
@@ -133,10 +134,6 @@ def shared_backend(backend_cfg: dict[str, Any] | None) -> SearchBackend:
         raise ValueError("the HyperEyes agent loop has no search backend: set `+hyperseyes.agent_loop.backend` in "
                          "the trainer config (e.g. {type: embedded, index_dir: ...}) or a `backend:` key in the "
                          "agent-loop YAML entry")
-    import asyncio
-
-    from hyperseyes_verl.search.config import build_backend
-
     per_loop = _BACKENDS.setdefault(asyncio.get_running_loop(), {})
     key = json.dumps(backend_cfg, sort_keys=True, default=str)
     if key not in per_loop:
@@ -159,7 +156,7 @@ def question_of(messages: list[dict], extra_info: dict | None) -> str:
             c = m.get("content")
             if isinstance(c, str):
                 return c.replace("<image>", "").strip()
-            return "".join(b.get("text", "") for b in c if isinstance(b, dict) and b.get("type") == "text").strip()
+            return "".join(b.get("text", "") for b in c or () if isinstance(b, dict) and b.get("type") == "text").strip()
     return ""
 
 

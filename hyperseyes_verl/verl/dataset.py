@@ -18,6 +18,8 @@ from typing import Any
 from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
+from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
+
 
 def load_image(ref: Any) -> Image.Image:
     """A message's image reference (PIL image, `{"bytes": ...}` / `{"image": ...}` dict, or path) as RGB."""
@@ -57,8 +59,6 @@ def images_in_messages(messages: list[dict]) -> list[Image.Image]:
 class HyperEyesDataset(RLHFDataset):
     def maybe_filter_out_long_prompts(self, dataframe=None):
         if self.tool_schemas is None:  # no verl tool config: the agent loop's own schemas are what gets rendered
-            from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
-
             self.tool_schemas = TOOL_SCHEMAS
         return super().maybe_filter_out_long_prompts(dataframe)
 

@@ -21,9 +21,8 @@ from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    if isinstance(value, np.generic):
+    """numpy scalars (0-d arrays included) as Python values; anything else as is."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
         return value.item()
     return value
 

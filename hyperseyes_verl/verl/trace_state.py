@@ -7,8 +7,11 @@ process-local store alike (`hyperseyes_verl.trace.shared.get_store`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from hyperseyes_verl.trace.config import TraceConfig, trace_config_from_mapping
 from hyperseyes_verl.trace.paper import adapt_lambda
@@ -21,15 +24,9 @@ REFS_SUBDIR = "hyperseyes_refs"
 
 def trace_config_from_trainer(trainer_config: Any) -> TraceConfig:
     """`hyperseyes.trace` of the trainer config (added with `+hyperseyes.trace.mode=paper` etc.), else defaults."""
-    section = None
-    hs = trainer_config.get("hyperseyes") if trainer_config is not None and hasattr(trainer_config, "get") else None
-    if hs is not None and hasattr(hs, "get"):
-        section = hs.get("trace")
-    if section is not None and not isinstance(section, dict):
-        from omegaconf import OmegaConf
-
-        section = OmegaConf.to_container(section, resolve=True)
-    return trace_config_from_mapping(section)
+    cfg = trainer_config if isinstance(trainer_config, DictConfig) else OmegaConf.create(trainer_config or {})
+    section = OmegaConf.select(cfg, "hyperseyes.trace", default=None)
+    return trace_config_from_mapping(None if section is None else OmegaConf.to_container(section, resolve=True))
 
 
 def refs_dir(trainer_config: Any, config: TraceConfig | None = None) -> str:
@@ -57,15 +54,17 @@ def on_epoch_end(trainer_config: Any, epoch: int, global_step: int | None = None
     `global_step` so `restore` finds it on resume; without it no snapshot is written (and a warning says so).
     """
     config, store = _store(trainer_config)
-    done = int(store.call("summary")["trace/epoch"])
+    summary = store.call("summary")
+    done = int(summary["trace/epoch"])
     if done > epoch:
         logger.info("TRACE epoch %d already ended (store is at %d epoch ends); nothing to do", epoch, done)
-        return {**store.call("summary"), "trace/refs_tightened": 0.0}
+        return {**summary, "trace/refs_tightened": 0.0}
     metrics = store.call("end_epoch")
     if config.mode == "paper" and config.paper.schedule == "adaptive":
         lam_now = metrics.get("trace/lambda", config.paper.lam)
-        cr, ref = metrics["trace/correct_rounds_mean"], metrics["trace/correct_ref_mean"]
-        lam_new = adapt_lambda(config.paper, lam_now, None if cr != cr else cr, None if ref != ref else ref)
+        cr, ref = (None if math.isnan(v) else v  # NaN: no correct rollout (with a reference) this epoch
+                   for v in (metrics["trace/correct_rounds_mean"], metrics["trace/correct_ref_mean"]))
+        lam_new = adapt_lambda(config.paper, lam_now, cr, ref)
         store.call("set_lambda", lam_new)
         metrics["trace/lambda"] = lam_new
     if global_step is not None:

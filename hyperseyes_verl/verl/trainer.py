@@ -17,7 +17,6 @@ import logging
 from functools import partial
 
 import numpy as np
-import torch
 import transfer_queue as tq
 from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
@@ -57,6 +56,12 @@ def _hdpo_outside_trainer(**kwargs):
                      f"interface does not pass: set trainer.v1.trainer_mode={TRAINER_NAME} (HyperEyesTrainer)")
 
 
+def hyperseyes_section(config, name: str):
+    """`hyperseyes.<name>` of the trainer config as a plain dict, or None when absent."""
+    section = OmegaConf.select(config, f"hyperseyes.{name}", default=None)
+    return OmegaConf.to_container(section, resolve=True) if section is not None else None
+
+
 def resolve_opd_config(config) -> OPDConfig:
     """`hyperseyes.opd` with its mode tied to verl's distillation loss mode.
 
@@ -94,11 +99,6 @@ def resolve_opd_config(config) -> OPDConfig:
 
 if core_algos.ADV_ESTIMATOR_REGISTRY.get(HDPO_ESTIMATOR) is None:  # registered so the config validates
     register_adv_est(HDPO_ESTIMATOR)(_hdpo_outside_trainer)
-
-
-def hyperseyes_section(config, name: str):
-    section = OmegaConf.select(config, f"hyperseyes.{name}", default=None)
-    return OmegaConf.to_container(section, resolve=True) if section is not None else None
 
 
 class HDPOTwoSurrogateLoss:
@@ -225,11 +225,6 @@ class HyperEyesTrainer(PPOTrainerSync):
             metrics.update(teacher_status_metrics(extra_fields))
             metrics["opd/teacher_valid_frac"] = float(teacher_valid.float().mean())
 
-        group_scores_fn = None
-        trace_mode = self.trace_mode
-        if trace_mode == "official":
-            from hyperseyes_verl.trace.official import official_group_scores as group_scores_fn
-
         result = assemble_advantages(
             data, batch.keys, infos,
             adv_estimator=str(algo.adv_estimator),
@@ -237,13 +232,13 @@ class HyperEyesTrainer(PPOTrainerSync):
                 d, batch_keys=batch.keys, adv_estimator=algo.adv_estimator, gamma=algo.gamma, lam=algo.lam,
                 num_repeat=self.config.actor_rollout_ref.rollout.n,
                 norm_adv_by_std_in_grpo=algo.get("norm_adv_by_std_in_grpo", True), config=algo),
-            trace_mode=trace_mode, group_scores_fn=group_scores_fn, hdpo_cfg=self.hdpo_config,
+            trace_mode=self.trace_mode, hdpo_cfg=self.hdpo_config,
             opd_cfg=self.opd_config, distillation_enabled=distill,
             teacher_logp_BT=teacher_logp, teacher_valid_B=teacher_valid)
         metrics.update(result.metrics)
 
         out = {"advantages": result.advantages_BT, "returns": result.returns_BT}
-        if algo.use_kl_in_reward or trace_mode == "official":
+        if algo.use_kl_in_reward or self.trace_mode == "official":
             out["token_level_rewards"] = result.token_level_rewards_BT
         if rollout_correction:
             out["response_mask"] = data.batch["response_mask"]
