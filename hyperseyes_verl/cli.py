@@ -19,13 +19,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("hyperseyes_verl.eval.cli", "evaluate a served model: accuracy, rounds, width, tokens, CAS"),
     "study": ("hyperseyes_verl.study.cli", "learning-signal study of TRACE / HDPO / OPD gating on CPU"),
     "recipe": ("hyperseyes_verl.recipes.cli", "resolve and validate a training recipe (--dry-run)"),
+    "view": ("hyperseyes_verl.view.cli", "static HTML trajectory viewer for eval runs, PRS folders, rollout dumps"),
 }
+
+
+def version() -> str:
+    """The installed package version, and the verl it was built for."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        ours = dist_version("hyperseyes-verl")
+    except PackageNotFoundError:  # a source checkout that was never pip-installed
+        ours = "unknown (not installed)"
+    return f"{ours} (for verl 0.9.1)"
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The parser for `argv` (the arguments after the program name): only the chosen command's module is
     imported to add its arguments; the others appear by name and help only."""
     parser = argparse.ArgumentParser(prog="hyperseyes", description="HyperEyes on verl")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     wanted = argv[0] if argv and argv[0] in COMMANDS else None
     for name, (module, help_text) in COMMANDS.items():

@@ -4,7 +4,14 @@
 set -euo pipefail
 
 RECIPES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PYTHON="${PYTHON:-python}"
+# the interpreter that has hyperseyes-verl: $PYTHON, else the project's .venv, else python3 on PATH
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$RECIPES_DIR/../.venv/bin/python" ]]; then PYTHON="$RECIPES_DIR/../.venv/bin/python"; else PYTHON=python3; fi
+fi
+if ! "$PYTHON" -c 'import hyperseyes_verl' 2>/dev/null; then
+  echo "error: $PYTHON cannot import hyperseyes_verl: run \`make venv\` in the project (or pip install hyperseyes-verl) and set PYTHON=<that interpreter>" >&2
+  exit 2
+fi
 HYPERSEYES="${HYPERSEYES:-$PYTHON -m hyperseyes_verl.cli}"
 
 usage() {
@@ -16,7 +23,8 @@ usage: $(basename "$0") [--stage 1|2|all] [--dry-run] [-- hydra overrides for th
   --stage all  both, in order (default)
   --dry-run    compose and validate each stage's full verl config with \`hyperseyes recipe validate\`; no training
 
-environment (required):  MODEL_PATH (base model)  DATA_DIR  OUT_DIR  INDEX_DIR (embedded search index)
+environment (required):  MODEL_PATH (base model)  DATA_DIR  OUT_DIR  INDEX_DIR (embedded search index; not
+                         needed with another backend: -- '++hyperseyes.agent_loop.backend={type: serper}')
                          TEACHER_PATH (stage 2, unless OPD is switched off with distillation.enabled=false)
 environment (optional):  N_GPUS (per node / per pool) SFT_GPUS NNODES (student nodes) TEACHER_NODES SFT_NNODES
                          SFT_TRAIN RL_TRAIN RL_VAL STAGE1_MODEL LOGGER (e.g. console,wandb) PYTHON
@@ -53,11 +61,17 @@ RL_VAL="${RL_VAL:-$DATA_DIR/rl/val.parquet}"
 STAGE1_MODEL="${STAGE1_MODEL:-$OUT_DIR/stage1_merged}"
 LOGGER="${LOGGER:-console}"
 if [[ ",$LOGGER," == *",wandb,"* ]]; then need_var WANDB_API_KEY "LOGGER contains wandb"; fi
-OPD_ON=1
-for o in "${EXTRA[@]}"; do [[ "$o" == "distillation.enabled=false" ]] && OPD_ON=0; done
+OPD_ON=1 EMBEDDED=1
+for o in "${EXTRA[@]}"; do
+  [[ "$o" == "distillation.enabled=false" ]] && OPD_ON=0
+  # another search backend given after -- (e.g. 'hyperseyes.agent_loop.backend={type: serper}'): no index needed
+  if [[ "$o" =~ ^(\+\+|\+|~)?hyperseyes\.agent_loop\.backend(\.type)?= && ! "$o" =~ embedded ]]; then EMBEDDED=0; fi
+done
 if [[ "$STAGE" != 1 ]]; then
   need_file RL_TRAIN "$RL_TRAIN"; need_file RL_VAL "$RL_VAL"
-  need_var INDEX_DIR "the embedded search index folder (hyperseyes index build); for a web backend pass hyperseyes.agent_loop.backend={type:serper} after --"
+  if [[ $EMBEDDED == 1 ]]; then
+    need_var INDEX_DIR "the embedded search index folder (hyperseyes index build); for a web backend pass '++hyperseyes.agent_loop.backend={type: serper}' after --"
+  fi
   if [[ $OPD_ON == 1 ]]; then need_var TEACHER_PATH "the OPD teacher model folder (or pass -- distillation.enabled=false)"; need_model TEACHER_PATH "$TEACHER_PATH"; fi
 fi
 if [[ "$STAGE" != 2 ]]; then need_file SFT_TRAIN "$SFT_TRAIN"; fi
@@ -73,7 +87,7 @@ make_rl_args() {  # $1 = student model path; fills RL_ARGS
            "actor_rollout_ref.rollout.agent.agent_loop_config_path=$AGENT_LOOP_YAML"
            "trainer.default_local_dir=$OUT_DIR/stage2" "trainer.n_gpus_per_node=$N_GPUS" "trainer.nnodes=$NNODES"
            "trainer.logger=[$LOGGER]")
-  [[ -n "${INDEX_DIR:-}" ]] && a+=("hyperseyes.agent_loop.backend.index_dir=$INDEX_DIR")
+  if [[ $EMBEDDED == 1 ]]; then a+=("hyperseyes.agent_loop.backend.index_dir=$INDEX_DIR"); fi
   if [[ $OPD_ON == 1 ]]; then
     a+=("distillation.teacher_models.teacher_model.model_path=$TEACHER_PATH" "distillation.n_gpus_per_node=$N_GPUS"
         "distillation.nnodes=$TEACHER_NODES")
@@ -103,13 +117,13 @@ fi
 
 if [[ "$STAGE" != 2 ]]; then
   # shellcheck disable=SC2086  (SFT_TORCHRUN_ARGS: extra torchrun flags, e.g. --rdzv_endpoint, word-split on purpose)
-  torchrun --nnodes "$SFT_NNODES" --nproc_per_node "$SFT_GPUS" ${SFT_TORCHRUN_ARGS:-} -m verl.trainer.sft_trainer \
+  "$PYTHON" -m torch.distributed.run --nnodes "$SFT_NNODES" --nproc_per_node "$SFT_GPUS" ${SFT_TORCHRUN_ARGS:-} -m verl.trainer.sft_trainer \
     --config-path "$RECIPES_DIR" --config-name "$SFT_CONFIG" "${SFT_ARGS[@]}" "${EXTRA[@]}"
   step="$(cat "$OUT_DIR/stage1/latest_checkpointed_iteration.txt")"
   $PYTHON -m verl.model_merger merge --backend fsdp --local_dir "$OUT_DIR/stage1/global_step_$step" \
     --target_dir "$OUT_DIR/stage1_hf"
   $HYPERSEYES recipe merge-lora --model "$OUT_DIR/stage1_hf" --adapter "$OUT_DIR/stage1_hf/lora_adapter" \
-    --out "$STAGE1_MODEL"
+    --out "$STAGE1_MODEL" --dtype "${MERGE_DTYPE:-bfloat16}"
 fi
 if [[ "$STAGE" != 1 ]]; then
   need_model STAGE1_MODEL "$STAGE1_MODEL"

@@ -35,6 +35,7 @@ class Reply:
     completion_tokens: int | None = -1  # -1: count words of content; None: omit `usage`
     status: int = 200  # != 200: reply with this HTTP status and an error body
     delay_s: float = 0.0
+    tool_calls: list[dict[str, Any]] | None = None  # structured calls (content then null), as vLLM's tool parser
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -107,7 +108,8 @@ class FakeChatServer:
         out: dict[str, Any] = {
             "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "model": body.get("model", ""),
             "choices": [{"index": 0, "finish_reason": reply.finish_reason,
-                         "message": {"role": "assistant", "content": reply.content}}],
+                         "message": {"role": "assistant", "content": reply.content or None if reply.tool_calls
+                                     else reply.content, **({"tool_calls": reply.tool_calls} if reply.tool_calls else {})}}],
         }
         if reply.completion_tokens is not None:
             toks = len(reply.content.split()) if reply.completion_tokens == -1 else reply.completion_tokens

@@ -65,7 +65,7 @@ def files(tmp_path_factory, tiny_qwen25_dir):
         "no_agent_name": write_rl_parquet(d / "rl_no_agent.parquet", drop=("agent_name",)),
         "no_ref": write_rl_parquet(d / "rl_no_ref.parquet", drop_extra=("ref_rounds",)),
         "short": write_rl_parquet(d / "rl_short.parquet", n=31),
-        "sft": write_sft_parquet(d / "sft.parquet"),
+        "sft": write_sft_parquet(d / "sft.parquet", n=8),  # one global batch (8): fewer rows train 0 steps
         "index": str(d / "index"),
         "dir": d,
     }
@@ -185,6 +185,33 @@ def test_web_backend_without_key_fails(files, monkeypatch):
                          "hyperseyes.agent_loop.backend.index_dir": ...,
                          "hyperseyes.recipe.required": "[actor_rollout_ref.model.path]"})
     assert not report.messages("search"), report.render()
+
+
+def test_web_backend_replaces_the_embedded_node(files, monkeypatch):
+    """The documented override `hyperseyes.agent_loop.backend={type:serper}` merges into the recipe's embedded
+    node (index_dir: null stays behind): it must compose and validate without INDEX_DIR (issue #11, defect 2)."""
+    monkeypatch.setenv("SERPER_API_KEY", "test-key")
+    report = validate_rl(files, "hyperseyes.agent_loop.backend={type:serper}",
+                         **{"hyperseyes.agent_loop.backend.index_dir": ...})
+    assert not report.messages("search") and not report.messages("agent_loop") and not report.messages("unset"), \
+        report.render()
+    # `++` merges any backend's own keys into the node (a plain override may only set keys the node has)
+    report = validate_rl(files, "++hyperseyes.agent_loop.backend={type:search_r1,url:'http://127.0.0.1:9'}",
+                         **{"hyperseyes.agent_loop.backend.index_dir": ...})
+    assert not report.messages("search") and not report.messages("agent_loop") and not report.messages("compose"), \
+        report.render()
+    from hyperseyes_verl.search.config import SerperConfig, parse_backend_config
+
+    assert isinstance(parse_backend_config({"type": "serper", "index_dir": None}), SerperConfig)
+
+
+def test_embedded_backend_without_index_names_index_dir(files):
+    report = validate_rl(files, **{"hyperseyes.agent_loop.backend.index_dir": ...})
+    assert any("INDEX_DIR" in m for m in report.messages("search")), report.render()
+    # a real conflict (an index folder given to a web backend) is still refused by the dry run
+    report = validate_rl(files, "++hyperseyes.agent_loop.backend={type:search_r1,url:'http://127.0.0.1:9',index_dir:/x}",
+                         **{"hyperseyes.agent_loop.backend.index_dir": ...})
+    assert any("index_dir" in m for m in report.messages("agent_loop")), report.render()
 
 
 def test_unknown_override_key_fails_compose(files):

@@ -64,3 +64,35 @@ def test_merge_lora_reports_missing_adapter(tiny_qwen25_dir, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         merge_lora(tiny_qwen25_dir, tmp_path / "nothing", tmp_path / "out")
+
+
+@pytest.mark.verl
+def test_text_only_and_image_rows_share_a_batch(tiny_qwen25_dir, tmp_path):
+    """verl's collate reads the first sample's keys: a text-only row first (no multi_modal_inputs) next to an
+    image row raised KeyError in the end-to-end SFT run; both orders must collate."""
+    import io
+
+    import pandas as pd
+    from verl.trainer.sft_trainer import create_sft_dataset
+    from verl.utils import hf_processor, hf_tokenizer
+    from verl.utils.dataset.dataset_utils import SFTTensorCollator
+
+    from hyperseyes_verl.recipes.compose import compose_recipe
+
+    png = io.BytesIO()
+    Image.new("RGB", (56, 56), (10, 200, 30)).save(png, format="PNG")
+    rows = [{"messages": [{"role": "user", "content": "what is it?"}, {"role": "assistant", "content": "a tower"}],
+             "images": []},
+            {"messages": [{"role": "user", "content": "<image>what is it?"}, {"role": "assistant", "content": "red"}],
+             "images": [{"bytes": png.getvalue()}]}]
+    pd.DataFrame(rows).to_parquet(tmp_path / "sft.parquet")
+    cfg = compose_recipe(Path(__file__).resolve().parents[1] / "recipes" / "stage1_sft_tiny_cpu.yaml",
+                         [f"model.path={tiny_qwen25_dir}", f"data.train_files={tmp_path / 'sft.parquet'}"])
+    dataset = create_sft_dataset([str(tmp_path / "sft.parquet")], cfg.data, hf_tokenizer(tiny_qwen25_dir),
+                                 hf_processor(tiny_qwen25_dir))
+    collate = SFTTensorCollator(cfg.data.pad_mode)
+    for order in ([0, 1], [1, 0]):
+        batch = collate([dataset[i] for i in order])
+        mm = [x.data if hasattr(x, "data") else x for x in batch["multi_modal_inputs"]]
+        assert [m is None for m in mm] == [i == 0 for i in order]
+        assert batch["input_ids"].size(0) == 2

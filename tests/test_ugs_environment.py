@@ -300,11 +300,15 @@ def truncated_png() -> Image.Image:
 
 
 async def test_undecodable_input_image_is_reported_not_raised():
-    env = env_with(InMemoryBackend(), images=[truncated_png()])
+    # a truncated dataset file is a data fault: a search failure on both paths, never the model's crop error
+    backend = InMemoryBackend()
+    env = env_with(backend, images=[truncated_png()])
     result = await env.step(call("image_search", image_id="img_0") + call("image_search", image_id="img_0", area=[[0, 0, 1, 1]]))
     text = result.observation.text
-    assert "search failed (internal): the image could not be read" in text and "img_1: crop failed (crop_error)" in text
-    assert result.round.crops_failed == 1 and result.round.errors == {"crop_error": 1} and result.round.searches == 1
+    assert "search failed (internal): the image could not be read" in text and "img_1: crop failed (image_unreadable)" in text
+    r = result.round
+    assert r.crops_failed == 1 and r.errors == {} and r.searches == 2
+    assert r.search_failures == 2 and r.search_failure_kinds == {"internal": 2} and backend.calls == []
 
 
 # ------------------------------------------------------------------ episode statistics

@@ -61,9 +61,9 @@ def test_crop_of_a_crop():
     assert right.source_id == "img_1" and colours(right.image) == {QUADRANTS[1]}
 
 
-def test_out_of_range_values_are_clamped_to_the_image():
+def test_negative_values_are_clamped_to_the_image():
     reg = ImageRegistry([quadrant_image(200, 100)])
-    crop = reg.crop("img_0", [-0.5, -1, 0.5, 2])
+    crop = reg.crop("img_0", [-0.5, -1, 0.5, 1])
     assert crop.ok and crop.box == (0.0, 0.0, 0.5, 1.0) and crop.image.size == (100, 100)
 
 
@@ -81,7 +81,7 @@ def test_out_of_range_values_are_clamped_to_the_image():
     ([0, 0, 10**400, 1], "bad_box_nonfinite"),
     ([0.5, 0, 0.5, 1], "bad_box_inverted"),
     ([0, 0.7, 1, 0.3], "bad_box_inverted"),
-    ([1.2, 0, 1.5, 1], "bad_box_inverted"),  # clamps to x1 = x2 = 1
+    ([1.2, 0, 1.5, 1], "bad_box_units"),  # above 1: pixels or 0-1000, never clamped
     ([0.1, 0.1, 0.1001, 0.5], "crop_too_small"),
 ])
 def test_rejections_have_a_kind_and_a_reason(box, kind):
@@ -91,9 +91,10 @@ def test_rejections_have_a_kind_and_a_reason(box, kind):
     assert crop.image_id == "img_1" and reg.next_id() == "img_2"  # the id was consumed
 
 
-def test_pixel_coordinates_get_a_hint():
-    _, kind, reason = validate_box([100, 200, 500, 600], 1000, 1000, 2)
-    assert kind == "bad_box_inverted" and "not pixels or 0-1000" in reason
+def test_pixel_coordinates_are_their_own_error_kind():
+    box, kind, reason = validate_box([100, 200, 500, 600], 1000, 800, 2)
+    assert box is None and kind == "bad_box_units" and "not pixels or 0-1000" in reason
+    assert "width (1000)" in reason and "height (800)" in reason
 
 
 def test_min_crop_px_is_configurable():
@@ -141,5 +142,5 @@ def truncated_png() -> Image.Image:
 def test_undecodable_source_fails_the_crop_not_the_caller():
     reg = ImageRegistry([truncated_png()])
     crop = reg.crop("img_0", [0, 0, 1, 1])
-    assert not crop.ok and crop.error_kind == "crop_error" and "could not be cropped" in crop.reason
+    assert not crop.ok and crop.error_kind == "image_unreadable" and "img_0 could not be decoded" in crop.reason
     assert "img_1" not in reg

@@ -36,7 +36,7 @@ class FakeTeacher:
     """verl LLMServerClient stand-in: prompt_logprobs for every position; faults on demand."""
 
     def __init__(self, faults=()):
-        self.faults = list(faults)  # per call: None | "error" | "timeout" | "short"
+        self.faults = list(faults)  # per call: None | "error" | "timeout" | "short" | "nan"
         self.calls = []
         self.tokens = 0
 
@@ -51,16 +51,17 @@ class FakeTeacher:
             await asyncio.sleep(5)
         self.tokens += len(prompt_ids)
         n = len(prompt_ids) - (1 if fault == "short" else 0)
+        logprobs = [[-0.5]] * (n - 1) + [[float("nan") if fault == "nan" else -0.5]]
         return TokenOutput(token_ids=[0], extra_fields={"prompt_ids": [[t] for t in prompt_ids[:n]],
-                                                        "prompt_logprobs": [[-0.5]] * n})
+                                                        "prompt_logprobs": logprobs})
 
 
 def make_worker(config, teacher):
     from verl.experimental.teacher_loop.teacher_manager import AsyncTeacherLLMServerManager
 
-    from hyperseyes_verl.verl.teacher_worker import GatedAgentLoopWorkerTQ
+    from hyperseyes_verl.verl.teacher_worker import gated_worker_tq_class
 
-    w = object.__new__(GatedAgentLoopWorkerTQ)  # the TQ __init__ would connect to TransferQueue
+    w = object.__new__(gated_worker_tq_class())  # the TQ __init__ would connect to TransferQueue
     w.config = config
     w.distillation_enabled = True
     w.teacher_key = config.distillation.teacher_key
@@ -112,7 +113,8 @@ async def test_teacher_only_scores_failures_and_sees_images(config):
 @pytest.mark.parametrize("faults,kind,calls", [
     (["error", "error", "error"], "teacher_errors", 3),  # bounded: 3 attempts, then masked
     (["timeout", "timeout", "timeout"], "teacher_timeouts", 3),
-    (["short"], "teacher_length_mismatches", 1),  # deterministic: not retried
+    (["short"], "teacher_wrong_length", 1),  # deterministic: not retried
+    (["nan"], "teacher_nonfinite_logprobs", 1),  # a NaN would turn the loss into NaN: masked, not retried
 ])
 async def test_teacher_faults_are_masked_and_counted(config, faults, kind, calls):
     teacher = FakeTeacher(faults)
@@ -181,7 +183,8 @@ def test_manager_installs_the_gated_worker():
 
     cfg = OmegaConf.create({"actor_rollout_ref": {"rollout": {}, "model": {}}})
     cls.__init__(m, cfg, llm_client=None)
-    assert m.agent_loop_workers_class.__ray_actor_class__ is tw.GatedAgentLoopWorkerTQ
+    worker_cls = m.agent_loop_workers_class.__ray_actor_class__
+    assert issubclass(worker_cls, tw.GatedTeacherMixin) and worker_cls.__name__ == "GatedAgentLoopWorkerTQ"
     legacy = object.__new__(tw.GatedAgentLoopManager)
     tw.GatedAgentLoopManager.__init__(legacy, cfg, llm_client=None)
     assert legacy.agent_loop_workers_class.__ray_actor_class__ is tw.GatedAgentLoopWorker

@@ -8,8 +8,10 @@ The API key is read from the environment variable named in the config, never fro
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,6 +36,15 @@ class EndpointConfig(BaseModel):
     backoff_s: float = Field(0.5, ge=0, allow_inf_nan=False, description="first back-off; doubles per retry")
     max_backoff_s: float = Field(8.0, ge=0, allow_inf_nan=False, description="cap of one back-off")
     max_connections: int = Field(64, ge=1, description="HTTP connection pool size")
+    deadline_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="one call, every attempt and "
+                                     "back-off included (a server that drips bytes never trips the per-read timeout); "
+                                     "None = timeout_s x max_attempts + max_backoff_s x (max_attempts - 1)")
+
+    @property
+    def call_deadline_s(self) -> float:
+        if self.deadline_s is not None:
+            return self.deadline_s
+        return self.timeout_s * self.max_attempts + self.max_backoff_s * (self.max_attempts - 1)
 
 
 class EndpointError(Exception):
@@ -87,6 +98,47 @@ def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def tool_calls_text(tool_calls: Any) -> str:
+    """Structured `tool_calls` (what vLLM / SGLang return when a tool parser is on: `content` null) as the
+    `<tool_call>{"name": …, "arguments": …}</tool_call>` text the UGS parser reads, so they count as calls.
+    Arguments that are not valid JSON are passed through raw: the parser then reports them as a bad call."""
+    out = ""
+    for call in tool_calls if isinstance(tool_calls, list) else []:
+        fn = call.get("function", call) if isinstance(call, dict) else {}
+        if not isinstance(fn, dict):
+            continue
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                out += f'<tool_call>{{"name": {json.dumps(fn.get("name"))}, "arguments": {args}}}</tool_call>'
+                continue
+        out += "<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": args}) + "</tool_call>"
+    return out
+
+
+def _message_text(message: Any) -> str:
+    """The reply text of `choices[0].message`: `content` (a string, null, or a list of text parts) plus its
+    structured tool calls; any other type is a `bad_payload` (never a TypeError in the caller)."""
+    if not isinstance(message, dict):
+        raise EndpointError("bad_payload", f"choices[0].message is {type(message).__name__}, expected an object")
+    content = message.get("content")
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...] (some servers)
+        if not all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+            raise EndpointError("bad_payload", f"choices[0].message.content is a list that is not text parts: "
+                                               f"{str(content)[:200]}")
+        content = "".join(p.get("text", "") for p in content)
+    elif content is not None and not isinstance(content, str):
+        raise EndpointError("bad_payload", f"choices[0].message.content is {type(content).__name__} "
+                                           f"({str(content)[:80]}), expected a string")
+    return (content or "") + tool_calls_text(message.get("tool_calls"))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 class OpenAIChatClient:
     """Async chat client. Share one per process; it is safe under concurrent calls."""
 
@@ -112,7 +164,9 @@ class OpenAIChatClient:
             resp = await self._http.post("/chat/completions", json=payload)
         except httpx.TimeoutException as e:
             raise EndpointError("timeout", f"no reply within {self.config.timeout_s}s ({type(e).__name__})") from e
-        except httpx.TransportError as e:
+        except httpx.DecodingError as e:  # e.g. a gzip body that is not gzip
+            raise EndpointError("bad_payload", f"reply body cannot be decoded ({e})") from e
+        except httpx.RequestError as e:
             raise EndpointError("refused", f"{self.config.base_url}: {e!r}") from e
         if resp.status_code == 429:
             raise EndpointError("rate_limited", resp.text[:200], resp.status_code)
@@ -122,11 +176,21 @@ class OpenAIChatClient:
             raise EndpointError("http_status", f"HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
         try:
             return resp.json()
-        except ValueError as e:
-            raise EndpointError("bad_payload", f"reply is not JSON: {resp.text[:200]!r}") from e
+        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested deeper than the decoder recurses
+            raise EndpointError("bad_payload", f"reply is not JSON ({type(e).__name__}): {resp.text[:200]!r}") from e
 
     async def chat(self, model: str, messages: list[dict[str, Any]], **sampling: Any) -> ChatReply:
-        """One completion. `sampling` goes into the payload as is (temperature, top_p, max_tokens, seed, stop)."""
+        """One completion. `sampling` goes into the payload as is (temperature, top_p, max_tokens, seed, stop).
+        Raises `EndpointError` (kind `timeout` past `config.call_deadline_s`, all attempts together)."""
+        attempts = [0]
+        try:  # wait_for, not asyncio.timeout: Python 3.10 is supported
+            return await asyncio.wait_for(self._chat(model, messages, sampling, attempts), self.config.call_deadline_s)
+        except asyncio.TimeoutError:
+            raise EndpointError("timeout", f"no complete reply within the call deadline of "
+                                           f"{self.config.call_deadline_s:g}s ({attempts[0]} attempt(s))") from None
+
+    async def _chat(self, model: str, messages: list[dict[str, Any]], sampling: dict[str, Any],
+                    attempts_box: list[int]) -> ChatReply:
         payload = {"model": model, "messages": to_openai_messages(messages),
                    **{k: v for k, v in sampling.items() if v is not None}}
         c = self.config
@@ -139,13 +203,16 @@ class OpenAIChatClient:
         ):
             with attempt:
                 attempts += 1
+                attempts_box[0] = attempts
                 data = await self._once(payload)
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-            usage = data.get("usage") or {}
-        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            message = choice["message"]
+        except (KeyError, IndexError, TypeError) as e:
             raise EndpointError("bad_payload", f"no choices[0].message in reply: {str(data)[:200]}") from e
-        return ChatReply(text=text, finish_reason=choice.get("finish_reason") or "stop",
-                         completion_tokens=usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"),
-                         attempts=attempts, raw=data)
+        text = _message_text(message)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+        return ChatReply(text=text, finish_reason=finish if isinstance(finish, str) and finish else "stop",
+                         completion_tokens=_count(usage.get("completion_tokens")),
+                         prompt_tokens=_count(usage.get("prompt_tokens")), attempts=attempts, raw=data)

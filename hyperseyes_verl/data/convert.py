@@ -5,7 +5,6 @@ of those; an answer cell may be a string or a list of accepted strings.
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pandas as pd
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..utils.images import open_image
 from .parquet import rl_row
 
 
@@ -41,10 +41,10 @@ def _images(cell: Any, base: Path) -> list[Image.Image]:
             return _images(cell["path"], base)
         raise ValueError(f"image cell dict has neither 'bytes' nor 'path' (keys {sorted(cell)})")
     if isinstance(cell, (bytes, bytearray)):
-        return [Image.open(io.BytesIO(cell)).convert("RGB")]
+        return [open_image(bytes(cell))]
     if isinstance(cell, str):
         p = Path(cell) if Path(cell).is_absolute() else base / cell
-        return [Image.open(p).convert("RGB")]
+        return [open_image(p)]
     raise ValueError(f"unsupported image cell of type {type(cell).__name__}: use bytes, {{'bytes': ...}} or a path")
 
 

@@ -9,6 +9,19 @@ user's own image folder plus a facts JSONL:
      "units": {"height": "m"},            # optional, per numeric fact
      "description": "A wrought-iron lattice tower in Paris."}   # optional
 
+and, optionally, a schema (JSON or YAML; `hyperseyes synth --schema`) saying what each fact is, per class:
+
+    landmark:
+      plural: landmarks                      # optional, default class + "s"
+      facts:
+        height: {type: quantity, unit: m, greater: taller}   # numbers that add up: sums, ranges, comparisons
+        year:   {type: number}               # numbers that only compare (years, ranks): never summed
+        country: {type: category}            # equal / not equal (counts, constraints)
+        architect: {type: text}              # stated in the corpus, never asked about
+
+Without a schema a fact whose values are all numbers (int or float) is a `number` (compared, never summed:
+a "total year" means nothing), anything else a `category`; declare summable facts as `quantity`.
+
 `write_gallery` turns either into the files `hyperseyes index build` reads (docs/CONTRACTS.md §6):
 `corpus.jsonl` (one prose document per entity, every fact stated in one parseable sentence),
 `images/` + `images.jsonl` (one reference image per entity) and `entities.jsonl` (the gallery itself).
@@ -17,14 +30,16 @@ from __future__ import annotations
 
 import colorsys
 import json
+import math
 import random
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image, ImageDraw
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hyperseyes_verl.utils.jsonl import read_jsonl
 
@@ -45,6 +60,7 @@ class FactSpec:
     choices: tuple[str, ...] = ()  # categorical values of the demo gallery
     greater: str = "greater"  # comparative used in questions ("taller", "heavier")
     additive: bool = True  # a sum over entities means something (heights yes, years no)
+    asked: bool = True  # False: stated in the corpus only, never the subject of a question (schema type `text`)
 
     def render(self, name: str, value: Any) -> str:
         unit = f" {self.unit}" if self.unit else ""
@@ -59,7 +75,7 @@ class FactSpec:
             if p == "{name}":
                 rx += re.escape(name)
             elif p == "{value}":
-                rx += r"(-?\d+)" if self.numeric else r"(.+?)"
+                rx += r"(-?\d+(?:\.\d+)?)" if self.numeric else r"(.+?)"
             elif p == "{unit}":
                 rx += unit
             elif p == "{label}":
@@ -67,6 +83,12 @@ class FactSpec:
             else:
                 rx += re.escape(p)
         return re.compile(rx)
+
+    def parse(self, text: str) -> Any:
+        """A value read back by `pattern` as the fact's type (int or float for numbers, else the text)."""
+        if not self.numeric:
+            return text.strip()
+        return float(text) if "." in text else int(text)
 
 
 @dataclass(frozen=True)
@@ -252,41 +274,122 @@ def build_demo_gallery(out_dir: str | Path, per_class: int = 12, seed: int = 0, 
     return gallery
 
 
-def _default_class(cls: str, facts: dict[str, dict[str, Any]]) -> EntityClass:
+class FactSchema(BaseModel):
+    """What one fact of a user's class is (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["quantity", "number", "category", "text"] = Field(
+        description="quantity: numbers that add up (sum, range, compare); number: numbers that only compare "
+        "(years, ranks); category: equal or not; text: stated in the corpus, never asked about")
+    unit: str = Field("", description="unit written after numbers, e.g. 'm'")
+    label: str | None = Field(None, description="noun phrase in questions (default: the key, '_' as spaces)")
+    greater: str = Field("greater", description="comparative in questions, e.g. 'taller'")
+
+
+class ClassSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plural: str | None = Field(None, description="plural in questions (default: class name + 's')")
+    facts: dict[str, FactSchema] = Field(default_factory=dict, description="fact key -> what it is")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def load_schema(path: str | Path) -> dict[str, ClassSchema]:
+    """A facts schema file (JSON or YAML): class name -> ClassSchema. Errors name the class and the field."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise ValueError(f"schema {str(path)!r} is neither JSON nor YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"schema {str(path)!r} must map class names to {{plural, facts}}, got {type(data).__name__}")
+    out = {}
+    for cls, body in data.items():
+        try:
+            out[str(cls)] = ClassSchema.model_validate(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ValueError(f"schema {str(path)!r}, class {cls!r}, {where}: {first['msg']} (types: quantity, "
+                             f"number, category, text)") from None
+    return out
+
+
+def _user_class(cls: str, values: dict[str, list[tuple[str, Any]]], units: dict[str, str],
+                schema: ClassSchema | None, where: str) -> EntityClass:
+    """The class of a user's entities: each fact typed by the schema, or inferred from its values (all numbers ->
+    `number`, compared but never summed; else `category`)."""
     specs = []
-    for key, info in sorted(facts.items()):
-        label = key.replace("_", " ")
-        specs.append(FactSpec(key, label, info["numeric"], info.get("unit", ""),
-                              "The " + label + " of {name} is {value}{unit}."))
-    return EntityClass(cls, cls + "s", "{name} is a " + cls + ".", tuple(specs))
+    declared = schema.facts if schema else {}
+    for key in sorted(values):
+        inferred = "number" if all(_is_number(v) for _, v in values[key]) else "category"
+        fs = declared.get(key) or FactSchema(type=inferred)
+        if fs.type in ("quantity", "number"):
+            bad = [(name, v) for name, v in values[key] if not _is_number(v)]
+            if bad:
+                raise ValueError(f"{where}: fact {key!r} of class {cls!r} is a {fs.type} but entity {bad[0][0]!r} "
+                                 f"gives {bad[0][1]!r}: write a number, or declare it a category in the schema")
+        label = fs.label or key.replace("_", " ")
+        specs.append(FactSpec(key, label, fs.type in ("quantity", "number"), fs.unit or units.get(key, ""),
+                              "The " + label + " of {name} is {value}{unit}.", greater=fs.greater,
+                              additive=fs.type == "quantity", asked=fs.type != "text"))
+    plural = (schema.plural if schema and schema.plural else None) or cls + "s"
+    return EntityClass(cls, plural, "{name} is a " + cls + ".", tuple(specs))
 
 
-def load_user_gallery(images_dir: str | Path, facts_file: str | Path) -> Gallery:
-    """Read a user's image folder + facts JSONL (schema in the module docstring)."""
+def load_user_gallery(images_dir: str | Path, facts_file: str | Path, schema_file: str | Path | None = None) -> Gallery:
+    """Read a user's image folder + facts JSONL (+ optional schema; formats in the module docstring)."""
     images_dir, facts_file = Path(images_dir), Path(facts_file)
     rows = read_jsonl(facts_file, required=("name", "class", "image", "facts"), what="entity")
+    schema = load_schema(schema_file) if schema_file else {}
     for row in rows:
+        if not isinstance(row["facts"], dict):
+            raise ValueError(f"{facts_file}: entity {row['name']!r}: facts must be an object {{key: value}}, got "
+                             f"{row['facts']!r}")
         if not (images_dir / row["image"]).is_file():
             raise ValueError(f"{facts_file}: entity {row['name']!r}: image {row['image']!r} not found under "
                              f"{images_dir}; the image path is relative to the image folder")
-    # A fact is numeric for its class only if every entity gives an int for it.
-    kinds: dict[str, dict[str, dict[str, Any]]] = {}
+    values: dict[str, dict[str, list[tuple[str, Any]]]] = {}
+    units: dict[str, dict[str, str]] = {}
     for row in rows:
         for key, value in row["facts"].items():
-            info = kinds.setdefault(row["class"], {}).setdefault(key, {"numeric": True})
-            info["numeric"] &= isinstance(value, int) and not isinstance(value, bool)
-            if row.get("units", {}).get(key):
-                info["unit"] = row["units"][key]
-    gallery = Gallery(classes={c: _default_class(c, f) for c, f in kinds.items()})
+            values.setdefault(row["class"], {}).setdefault(key, []).append((row["name"], value))
+        for key, unit in (row.get("units") or {}).items():
+            units.setdefault(row["class"], {})[key] = unit
+    for cls, body in schema.items():
+        unknown = sorted(set(body.facts) - set(values.get(cls, {})))
+        if cls not in values or unknown:
+            raise ValueError(f"schema {str(schema_file)!r} describes " + (f"class {cls!r}, which no entity of "
+                             f"{facts_file} has" if cls not in values else f"facts {unknown} of class {cls!r} that "
+                             "no entity gives") + ": fix the name or drop it")
+    gallery = Gallery(classes={c: _user_class(c, v, units.get(c, {}), schema.get(c), str(facts_file))
+                               for c, v in values.items()})
     names: set[str] = set()
     for row in rows:
         if row["name"] in names:
             raise ValueError(f"duplicate entity name {row['name']!r} in {facts_file}; names must be unique")
         names.add(row["name"])
-        facts = {k: (v if kinds[row["class"]][k]["numeric"] else str(v)) for k, v in row["facts"].items()}
+        cls = gallery.classes[row["class"]]
+        facts = {k: (v if cls.fact(k).numeric else str(v)) for k, v in row["facts"].items()}
         gallery.entities.append(Entity(name=row["name"], cls=row["class"], image=(images_dir / row["image"]).resolve(),
                                        facts=facts, description=row.get("description", "")))
     return gallery
+
+
+def load_classes(path: str | Path) -> dict[str, EntityClass]:
+    """The classes of a gallery from the `classes.json` that `write_gallery` wrote (what the scripted strategies
+    need to read facts back out of search results)."""
+    data = json.loads(Path(path).read_text())
+    out = {}
+    for name, body in data.items():
+        facts = tuple(FactSpec(**{**f, "choices": tuple(f.get("choices", ()))}) for f in body["facts"])
+        out[name] = EntityClass(name, body["plural"], body.get("intro", "{name} is a " + name + "."), facts)
+    return out
 
 
 def entity_document(gallery: Gallery, ent: Entity) -> str:
@@ -321,6 +424,7 @@ def write_gallery(gallery: Gallery, out_dir: str | Path) -> dict[str, Path]:
             fi.write(json.dumps({"path": rel, "title": ent.name, "text": cls.intro.format(name=ent.name), "url": url,
                                  "entity": ent.name}) + "\n")
     (out / "classes.json").write_text(json.dumps(
-        {c.name: {"plural": c.plural, "facts": [f.__dict__ | {"choices": list(f.choices)} for f in c.facts]}
+        {c.name: {"plural": c.plural, "intro": c.intro,
+                  "facts": [f.__dict__ | {"choices": list(f.choices)} for f in c.facts]}
          for c in gallery.classes.values()}, indent=1))
     return paths

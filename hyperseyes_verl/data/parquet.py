@@ -23,18 +23,15 @@ from PIL import Image
 
 from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
+from hyperseyes_verl.utils.images import open_image, upright
 
 AGENT_NAME = "hyperseyes_agent"
 DEFAULT_SOURCE = "hyperseyes/synth"
 
 
 def png_bytes(image: Image.Image | str | Path) -> bytes:
-    """An image (PIL or a file path) as RGB PNG bytes."""
-    if isinstance(image, Image.Image):
-        rgb = image.convert("RGB")
-    else:
-        with Image.open(image) as im:
-            rgb = im.convert("RGB")
+    """An image (PIL or a file path) as RGB PNG bytes, turned upright first (PNG drops the EXIF orientation)."""
+    rgb = upright(image).convert("RGB") if isinstance(image, Image.Image) else open_image(image)
     buf = io.BytesIO()
     rgb.save(buf, format="PNG")
     return buf.getvalue()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -31,9 +32,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="convert: split of every row")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .parquet import DEFAULT_SOURCE, rl_rows, sft_rows, write_parquet
+def _prs_results(folder: str, items: list | None = None) -> dict:
+    """PRS results of `folder`; an error (not silence) when it holds none, or none for these items."""
     from .prs import read_results
+
+    path = Path(folder) / "results.jsonl"
+    if not path.is_file():
+        raise ValueError(f"--prs {folder!r} has no results.jsonl: pass the --out folder of `hyperseyes prs`")
+    results = read_results(path)
+    if items is not None and not any(i["id"] in results for i in items):
+        raise ValueError(f"none of the {len(items)} items has a PRS result in {str(path)!r} ({len(results)} results "
+                         f"there): was PRS run on these items? Every TRACE reference would be missing")
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    try:  # bad inputs (missing files, columns, unsolved PRS folders) end in one line, never a traceback
+        return _run(args)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .parquet import DEFAULT_SOURCE, rl_rows, sft_rows, write_parquet
 
     source = args.data_source or (DEFAULT_SOURCE if args.kind != "convert" else "benchmark")
     counts: dict[str, int] = {}
@@ -45,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
         if bool(args.val_out) != (args.val_frac > 0):
             raise SystemExit(f"--val-out and --val-frac > 0 go together (got --val-out {args.val_out!r}, --val-frac "
                              f"{args.val_frac}): without --val-out the val rows would be dropped")
-        results = read_results(Path(args.prs) / "results.jsonl") if args.prs else {}
+        items = read_items(args.items)
+        results = _prs_results(args.prs, items) if args.prs else {}
         kw = {"system": None} if args.no_system_prompt else {}
-        rows = rl_rows(read_items(args.items), results, data_source=source, val_frac=args.val_frac,
+        rows = rl_rows(items, results, data_source=source, val_frac=args.val_frac,
                        only_solved=args.only_solved, **kw)
         train = [r for r in rows if r["extra_info"]["split"] == "train"]
         val = [r for r in rows if r["extra_info"]["split"] == "val"]
@@ -60,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "sft":
         if not args.prs:
             raise SystemExit("to-parquet sft needs --prs (the folder `hyperseyes prs` wrote)")
-        rows = sft_rows(read_results(Path(args.prs) / "results.jsonl"), args.prs, source)
+        rows = sft_rows(_prs_results(args.prs), args.prs, source)
         write_parquet(rows, args.out)
         counts["conversations"] = len(rows)
     else:

@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
@@ -28,6 +27,7 @@ from hyperseyes_verl.search.base import SearchBackend
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.types import UGSConfig
+from hyperseyes_verl.utils.images import open_image
 from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl
 
 from ..agent.runner import SamplingParams, run_episode
@@ -66,7 +66,7 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
 async def sample_item(item: dict[str, Any], backend: SearchBackend, client, cfg: PRSConfig,
                       out_dir: Path, judge: Judge = is_correct) -> dict[str, Any]:
     """Budgets 1..max_rounds until one is correct. Returns the result line (images saved to disk)."""
-    images = [Image.open(p).convert("RGB") for p in item.get("images", [])]
+    images = [open_image(p) for p in item.get("images", [])]
     attempts = []
     for budget in range(1, cfg.max_rounds + 1):
         env = SearchEnvironment(backend, item["question"], images, budget_config(cfg.ugs, budget))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,22 +39,33 @@ def run(args: argparse.Namespace) -> int:
     from .prs import PRSConfig, run_prs
     from .synth import read_items
 
+    from ..agent.preflight import PreflightError, preflight
+
     if bool(args.index) == bool(args.backend):
         raise SystemExit("give exactly one of --index DIR (embedded backend) or --backend JSON")
-    backend_cfg = {"type": "embedded", "index_dir": args.index} if args.index else json.loads(args.backend)
-    cfg = PRSConfig(model=args.model, max_rounds=args.max_rounds, concurrency=args.concurrency, limit=args.limit,
-                    sampling=SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens))
-    items = read_items(args.items)
+    try:
+        backend_cfg = {"type": "embedded", "index_dir": args.index} if args.index else json.loads(args.backend)
+        cfg = PRSConfig(model=args.model, max_rounds=args.max_rounds, concurrency=args.concurrency, limit=args.limit,
+                        sampling=SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens))
+        items = read_items(args.items)
+    except (ValueError, OSError) as e:  # pydantic's ValidationError and JSON errors are ValueErrors
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     async def main() -> dict:
         backend = build_backend(backend_cfg)
         try:
             async with OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env,
                                                        timeout_s=args.timeout)) as client:
+                await preflight(client, args.model, args.endpoint)  # a down teacher: one line, not N failures
                 return await run_prs(items, backend, client, cfg, args.out, progress=not args.no_progress)
         finally:
             await backend.aclose()
 
-    summary = asyncio.run(main())
+    try:
+        summary = asyncio.run(main())
+    except (PreflightError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(summary))
     return 0

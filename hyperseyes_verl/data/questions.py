@@ -8,9 +8,14 @@ assumed.
 Visual ops (entities = those in the mosaic): argmax / argmin (which), compare_lr (leftmost vs
 rightmost box), count_gt / count_eq (count), sum / range (aggregate), combine (one fact of the entity
 picked by another). Textual op: constraints (the only entity of the class meeting all constraints).
+
+A question is only asked when its answer is unique: ties ("which is tallest" with two equally tall towers, two
+equal values on the left and the right) are detected (`ambiguous`) and another question is drawn. Sums are only
+asked about additive facts (schema type `quantity`); facts may be ints or floats.
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -19,10 +24,18 @@ from .gallery import EntityClass, FactSpec
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
+def _num_text(value: Any) -> str:
+    """A number as written in answers and questions: float noise rounded away, 3.0 written 3."""
+    if isinstance(value, float):
+        value = round(value, 6)
+        return str(int(value)) if value.is_integer() else str(value)
+    return str(value)
+
+
 def _value_variants(spec: FactSpec, value: Any) -> list[str]:
-    out = [str(value)]
+    out = [_num_text(value)]
     if spec.unit:
-        out.append(f"{value} {spec.unit}")
+        out.append(f"{out[0]} {spec.unit}")
     return out
 
 
@@ -77,12 +90,48 @@ def evaluate(program: dict[str, Any], facts: dict[str, dict[str, Any]],
     raise ValueError(f"unknown program op {op!r}")
 
 
+def ambiguous(program: dict[str, Any], facts: dict[str, dict[str, Any]],
+              boxes: dict[str, list[float]] | None = None) -> bool:
+    """True when `program` has no single answer: a tie for the highest / lowest, or equal values compared."""
+    op, names = program["op"], list(facts)
+    if op in ("argmax", "argmin", "combine"):
+        key = program["by"] if op == "combine" else program["fact"]
+        values = [facts[n][key] for n in names]
+        best = max(values) if op == "argmax" or program.get("pick") == "max" else min(values)
+        return values.count(best) > 1
+    if op == "compare_lr":
+        left = min(names, key=lambda n: _centre_x(boxes[n]))
+        right = max(names, key=lambda n: _centre_x(boxes[n]))
+        return facts[left][program["fact"]] == facts[right][program["fact"]]
+    return False
+
+
+def _between(low: float, high: float) -> float:
+    """A short number t with low <= t < high (low < high): the threshold of "how many have more than t"."""
+    for digits in range(0, 7):
+        t = round((low + high) / 2, digits) if digits else math.floor((low + high) / 2)
+        if low <= t < high:
+            return t
+    return low
+
+
 def visual_question(rng: random.Random, cls: EntityClass, facts: dict[str, dict[str, Any]],
-                    boxes: dict[str, list[float]]) -> tuple[str, dict[str, Any], list[str], list[str]] | None:
-    """(question, program, answers, facts used) for a mosaic of `facts`' entities, or None if none fits."""
+                    boxes: dict[str, list[float]],
+                    tries: int = 8) -> tuple[str, dict[str, Any], list[str], list[str]] | None:
+    """(question, program, answers, facts used) for a mosaic of `facts`' entities, or None if none fits (every
+    draw of `tries` had a tied answer)."""
+    for _ in range(tries):
+        made = _visual_question(rng, cls, facts, boxes)
+        if made is None or not ambiguous(made[1], facts, boxes):
+            return made
+    return None
+
+
+def _visual_question(rng: random.Random, cls: EntityClass, facts: dict[str, dict[str, Any]],
+                     boxes: dict[str, list[float]]) -> tuple[str, dict[str, Any], list[str], list[str]] | None:
     names = list(facts)
-    numeric = [f for f in cls.facts if f.numeric and all(f.key in facts[n] for n in names)]
-    categorical = [f for f in cls.facts if not f.numeric and all(f.key in facts[n] for n in names)]
+    numeric = [f for f in cls.facts if f.asked and f.numeric and all(f.key in facts[n] for n in names)]
+    categorical = [f for f in cls.facts if f.asked and not f.numeric and all(f.key in facts[n] for n in names)]
     ops = []
     if numeric:
         ops += ["argmax", "argmin", "count_gt", "range"] + (["sum"] if any(f.additive for f in numeric) else [])
@@ -112,9 +161,9 @@ def visual_question(rng: random.Random, cls: EntityClass, facts: dict[str, dict[
         f = rng.choice(numeric)
         vals = sorted({facts[n][f.key] for n in names})
         i = rng.randrange(len(vals) - 1) if len(vals) > 1 else 0
-        threshold = (vals[i] + vals[i + 1]) // 2 if len(vals) > 1 else vals[0]
+        threshold = _between(vals[i], vals[i + 1]) if len(vals) > 1 else vals[0]
         unit = f" {f.unit}" if f.unit else ""
-        q = f"How many of the {p} in the image have a {f.label} greater than {threshold}{unit}?"
+        q = f"How many of the {p} in the image have a {f.label} greater than {_num_text(threshold)}{unit}?"
         program = {"op": op, "fact": f.key, "threshold": threshold}
     elif op == "count_eq":
         f = rng.choice(categorical)
@@ -150,28 +199,32 @@ def visual_question(rng: random.Random, cls: EntityClass, facts: dict[str, dict[
 def _constraint_text(spec: FactSpec, c: dict[str, Any]) -> str:
     unit = f" {spec.unit}" if spec.unit else ""
     if c["cmp"] == ">":
-        return f"has a {spec.label} above {c['value']}{unit}"
+        return f"has a {spec.label} above {_num_text(c['value'])}{unit}"
     if c["cmp"] == "<":
-        return f"has a {spec.label} below {c['value']}{unit}"
+        return f"has a {spec.label} below {_num_text(c['value'])}{unit}"
     return f"has {c['value']} as its {spec.label}"
 
 
-def _nice_threshold(rng: random.Random, value: int, other: int, above: bool) -> int | None:
-    """A round-ish threshold t with value > t >= other (above) or value < t <= other, if one exists."""
-    lo, hi = (other, value - 1) if above else (value + 1, other)
-    if lo > hi:
-        return None
-    for step in (100, 50, 10, 5, 1):
-        cands = range((lo + step - 1) // step * step, hi + 1, step)
-        if cands:
-            return rng.choice(cands)
+def _nice_threshold(rng: random.Random, value: float, other: float, above: bool) -> float | None:
+    """A round-ish threshold t with value > t >= other (above) or value < t <= other, if one exists: a multiple of
+    the coarsest step that fits (100, 50, … 1, then 0.5, 0.1, … for float facts)."""
+    for step in (100, 50, 10, 5, 1, 0.5, 0.1, 0.05, 0.01, 0.001):
+        if above:  # other <= k*step < value
+            ks = range(math.ceil(other / step), math.ceil(value / step))
+        else:  # value < k*step <= other
+            ks = range(math.floor(value / step) + 1, math.floor(other / step) + 1)
+        if ks:
+            k = rng.choice(ks)
+            t = k * step if step >= 1 else round(k * step, 3)
+            if (other <= t < value) if above else (value < t <= other):
+                return t
     return None
 
 
 def textual_question(rng: random.Random, cls: EntityClass, facts: dict[str, dict[str, Any]], target: str,
                      min_constraints: int = 2) -> tuple[str, dict[str, Any], list[str], list[str]] | None:
     """A multi-constraint question whose only answer in `facts` (the whole class) is `target`."""
-    specs = [f for f in cls.facts if f.key in facts[target]]
+    specs = [f for f in cls.facts if f.asked and f.key in facts[target]]
     rng.shuffle(specs)
     constraints: list[dict[str, Any]] = []
     alive = [n for n in facts if n != target]

@@ -61,7 +61,9 @@ def synthesize(gallery: Gallery, out_dir: str | Path, cfg: SynthConfig = SynthCo
     while len(items) < cfg.n_visual:  # the visual items come first
         tries += 1
         if tries > cfg.n_visual * cfg.max_tries_factor:
-            raise RuntimeError(f"made only {len(items)} of {cfg.n_visual} visual items; gallery too small/uniform")
+            raise RuntimeError(f"made only {len(items)} of {cfg.n_visual} visual items: the gallery has too few "
+                               f"entities or facts with distinct values (tied answers are never asked); lower "
+                               f"--n-visual or add entities")
         cls = gallery.classes[rng.choice(classes)]
         pool = gallery.of_class(cls.name)
         n = rng.randint(cfg.min_entities, min(cfg.max_entities, len(pool)))
@@ -92,7 +94,8 @@ def synthesize(gallery: Gallery, out_dir: str | Path, cfg: SynthConfig = SynthCo
     while n_textual < cfg.n_textual:
         tries += 1
         if tries > cfg.n_textual * cfg.max_tries_factor:
-            raise RuntimeError(f"made only {n_textual} of {cfg.n_textual} textual items; gallery too small")
+            raise RuntimeError(f"made only {n_textual} of {cfg.n_textual} textual items: too few entities or facts "
+                               f"to single one out by constraints; lower --n-textual or add entities")
         cls = gallery.classes[rng.choice(classes)]
         pool = gallery.of_class(cls.name)
         facts = {e.name: dict(e.facts) for e in pool}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-class", type=int, default=12, help="demo gallery: entities per class")
     p.add_argument("--max-entities", type=int, default=6, help="entities per mosaic, at most (2-9)")
     p.add_argument("--gallery", help="your own image folder (with --facts); default: the embedded demo gallery")
-    p.add_argument("--facts", help="facts JSONL for --gallery (schema: hyperseyes_verl/data/gallery.py)")
+    p.add_argument("--facts", help="facts JSONL for --gallery (format: hyperseyes_verl/data/gallery.py)")
+    p.add_argument("--schema", help="with --facts: JSON/YAML saying per class which facts are quantities (summed), "
+                   "numbers (compared only), categories or text; without it numbers are never summed")
     p.add_argument("--endpoint", help="OpenAI-compatible base URL for LLM rewriting and the needs-search filter")
     p.add_argument("--model", help="model name at --endpoint")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY")
@@ -29,21 +32,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from .gallery import build_demo_gallery, load_user_gallery, write_gallery
     from .synth import SynthConfig, rewrite_and_filter, synthesize, write_items
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if bool(args.gallery) != bool(args.facts):
         raise SystemExit("--gallery and --facts go together: an image folder and its facts JSONL")
+    if args.schema and not args.facts:
+        raise SystemExit("--schema describes the facts of --facts: pass --gallery DIR --facts FILE with it")
     if args.endpoint and not args.model:
         raise SystemExit("--endpoint needs --model (the model name served there)")
-    gallery = (load_user_gallery(args.gallery, args.facts) if args.gallery
-               else build_demo_gallery(out, per_class=args.per_class, seed=args.seed))
-    write_gallery(gallery, out)
-    cfg = SynthConfig(n_visual=args.n_visual, n_textual=args.n_textual, seed=args.seed,
-                      max_entities=args.max_entities)
-    items = synthesize(gallery, out, cfg)
+    out = Path(args.out)
+    try:  # everything here fails on the user's files or numbers: one line, never a traceback
+        cfg = SynthConfig(n_visual=args.n_visual, n_textual=args.n_textual, seed=args.seed,
+                          max_entities=args.max_entities)
+        out.mkdir(parents=True, exist_ok=True)
+        gallery = (load_user_gallery(args.gallery, args.facts, args.schema) if args.gallery
+                   else build_demo_gallery(out, per_class=args.per_class, seed=args.seed))
+        write_gallery(gallery, out)
+        items = synthesize(gallery, out, cfg)
+    except ValidationError as e:
+        first = e.errors()[0]
+        print(f"error: --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.gallery and not args.schema:
+        print("note: no --schema: numeric facts are compared but never summed; declare the ones that add up "
+              "(heights, populations) as `quantity` in a schema (format: hyperseyes_verl/data/gallery.py)",
+              file=sys.stderr)
     counts: dict[str, int] = {}
     if args.endpoint:
         from ..agent.openai_client import EndpointConfig, OpenAIChatClient

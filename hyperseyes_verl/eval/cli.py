@@ -4,7 +4,12 @@
     hyperseyes eval report --runs runs/a runs/b --out report/
 
 `--endpoint scripted --model scripted-parallel` runs a scripted strategy (strategies.py) instead of a model,
-on the synthetic benchmark only.
+on `hyperseyes synth` items only (their entity classes come from the classes.json next to the items file).
+
+Before the run one one-token request checks the endpoint (down, no `/v1`, unknown model: one clear line, exit
+2). A rerun into the same `--out` resumes and retries the items that failed on the endpoint; it is refused when
+model, endpoint, data file or settings differ from the run already there (`--restart` starts afresh). The exit
+status is 1 while items remain failed on endpoint errors (rerun to retry them).
 """
 from __future__ import annotations
 
@@ -46,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-rounds", type=int, default=8, help="tool rounds per episode (training budget: 8)")
     r.add_argument("--max-turns", type=int, help="assistant turns per episode (default: max-rounds + 1)")
     r.add_argument("--max-new", type=int, help="stop after this many new items (rerun to continue)")
+    r.add_argument("--restart", action="store_true", help="--out holds another run's results: move them aside "
+                   "and start over (default: refuse)")
+    r.add_argument("--no-preflight", action="store_true", help="skip the one-request endpoint check before the run")
     r.add_argument("--judge", choices=["rule", "llm"], default="rule", help="rule: offline; llm: needs --judge-endpoint")
     r.add_argument("--judge-endpoint", help="OpenAI-compatible base URL of the LLM judge")
     r.add_argument("--judge-model", default="judge")
@@ -88,23 +96,69 @@ def build_config(args):
                       judge=judge, keep_trajectories=args.keep_trajectories, progress=not args.no_progress)
 
 
-async def _run_eval(args, items, backend, cfg) -> list:
+def one_line(e: Exception) -> str:
+    """A user error as one line: pydantic's multi-line report condensed to `field: what is wrong (got value)`."""
+    from pydantic import ValidationError
+
+    cause = e if isinstance(e, ValidationError) else (e.__cause__ or e.__context__)
+    if not isinstance(cause, ValidationError):
+        return str(e)
+    fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']} (got {err.get('input')!r})"
+                       for err in cause.errors())
+    return fields if cause is e else f"{str(e).split(':', 1)[0]}: {fields}"  # keep the wrapper's "which config"
+
+
+def _scripted_client(args, items):
+    """The scripted strategies for `hyperseyes synth` items: model name and entity classes checked up front."""
+    from hyperseyes_verl.data.gallery import DEMO_CLASSES, load_classes
+    from hyperseyes_verl.eval.loaders import benchmark_file
+    from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
+
+    if args.model.removeprefix("scripted-") not in STRATEGIES:
+        raise SystemExit(f"--endpoint scripted --model {args.model!r}: no such scripted strategy; use one of "
+                         f"{', '.join('scripted-' + s for s in STRATEGIES)}")
+    specs = specs_from_items(items)
+    if not specs:
+        raise SystemExit("--endpoint scripted runs only on `hyperseyes synth` items (items with a `program`)")
+    path = benchmark_file(args.data).parent / "classes.json"
+    classes = load_classes(path) if path.exists() else {c.name: c for c in DEMO_CLASSES}
+    unknown = sorted({s.cls for s in specs.values()} - set(classes))
+    if unknown:
+        raise SystemExit(f"the scripted strategies read facts with the entity classes of {path} (written by "
+                         f"`hyperseyes synth` next to items.jsonl), which " + ("is missing" if not path.exists() else
+                         "lacks") + f" the classes {unknown}: evaluate the items.jsonl in the folder synth wrote")
+    return ScriptedClient(specs, classes)
+
+
+def fingerprint_extra(args) -> dict:
+    """The run's inputs besides the model settings: a rerun with other ones must not reuse these results."""
+    from hyperseyes_verl.eval.evaluate import file_sha256 as _sha256
+    from hyperseyes_verl.eval.loaders import benchmark_file
+
+    data = benchmark_file(args.data)
+    search = (f"index {Path(args.index).resolve()}" if args.index
+              else f"backend config sha256 {_sha256(Path(args.backend_config))}")
+    return {"endpoint": args.endpoint.rstrip("/"), "data_sha256": _sha256(data),
+            "data_shape": {"format": args.format, "columns": args.columns, "bench_name": args.bench_name,
+                           "image_root": args.image_root}, "search": search}
+
+
+async def _run_eval(args, items, backend, cfg, scripted) -> list:
     from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
-    from hyperseyes_verl.eval.evaluate import evaluate
+    from hyperseyes_verl.agent.preflight import preflight
+    from hyperseyes_verl.eval.evaluate import check_resume, evaluate, run_fingerprint
 
-    if args.endpoint == "scripted":
-        from hyperseyes_verl.eval.strategies import ScriptedClient, specs_from_items
-
-        specs = specs_from_items(items)
-        if not specs:
-            raise SystemExit("--endpoint scripted runs only on the synthetic benchmark (items with a `program`)")
-        client = ScriptedClient(specs)
-    else:
-        client = OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env,
-                                                 timeout_s=args.timeout, max_attempts=args.max_attempts))
+    extra = fingerprint_extra(args)
+    client = scripted or OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env,
+                                                         timeout_s=args.timeout, max_attempts=args.max_attempts))
     try:
+        if not args.restart:
+            check_resume(args.out, run_fingerprint(cfg, extra))  # a refused resume sends nothing anywhere
+        if args.endpoint != "scripted" and not args.no_preflight:
+            await preflight(client, args.model, args.endpoint)
         return await evaluate(items, client, backend, args.out, cfg, max_new=args.max_new,
-                              run_info={"endpoint": args.endpoint, "data": str(args.data)})
+                              run_info={"endpoint": args.endpoint, "data": str(args.data)},
+                              fingerprint_extra=extra, restart=args.restart)
     finally:
         await client.aclose()
         await backend.aclose()
@@ -113,8 +167,10 @@ async def _run_eval(args, items, backend, cfg) -> list:
 def run(args: argparse.Namespace) -> int:
     if args.eval_command == "report":
         return report_cmd.run(args)
+    from hyperseyes_verl.agent.preflight import PreflightError
+    from hyperseyes_verl.eval.evaluate import RunMismatch
     from hyperseyes_verl.eval.loaders import BenchmarkFormatError, load_benchmark
-    from hyperseyes_verl.eval.report import run_summary, write_report
+    from hyperseyes_verl.eval.report import comparison_notes, run_summary, write_report
 
     missing = [f"--{k}" for k in ("endpoint", "model", "data", "out") if not getattr(args, k)]
     if missing:
@@ -125,11 +181,21 @@ def run(args: argparse.Namespace) -> int:
     except (BenchmarkFormatError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cfg = build_config(args)  # before the backend: a bad flag must not leave an opened index behind
-    backend = _backend(args)
-    results = asyncio.run(_run_eval(args, items, backend, cfg))
+    try:
+        cfg = build_config(args)  # before the backend: a bad flag must not leave an opened index behind
+        scripted = _scripted_client(args, items) if args.endpoint == "scripted" else None
+        backend = _backend(args)
+    except ValueError as e:  # a bad flag value or backend config (pydantic's errors are ValueErrors too)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    try:
+        results = asyncio.run(_run_eval(args, items, backend, cfg, scripted))
+    except (PreflightError, RunMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     summary = run_summary(cfg.display_name, results, {"endpoint": args.endpoint, "data": str(args.data)})
-    paths = write_report([summary], args.out, title=f"Evaluation of {cfg.display_name}")
+    paths = write_report([summary], args.out, title=f"Evaluation of {cfg.display_name}",
+                         notes=comparison_notes([summary]))
     o, f = summary["metrics"]["overall"], summary["metrics"]["failures"]
     print(f"{cfg.display_name}: {len(results)}/{len(items)} items  acc {100 * o.get('eval/acc', 0):.1f}%  "
           f"rounds {o.get('eval/mean_tool_rounds', 0):.2f}  width {o.get('eval/searches_per_round', 0):.2f}  "
@@ -137,4 +203,11 @@ def run(args: argparse.Namespace) -> int:
     print("failures: " + ", ".join(f"{k.removeprefix('failures/')}={v}" for k, v in f.items() if v))
     for k, v in paths.items():
         print(f"{k}: {v}")
+    for note in comparison_notes([summary]):
+        print(f"note: {note}")
+    unfinished = sum(r.finish_reason == "endpoint_error" for r in results)
+    if unfinished:
+        print(f"{unfinished} of {len(results)} items ended on endpoint errors (scored wrong until retried): rerun "
+              f"the same command to retry them", file=sys.stderr)
+        return 1
     return 0

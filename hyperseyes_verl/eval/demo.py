@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
     from hyperseyes_verl.data.parquet import rl_rows, write_parquet
     from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
     from hyperseyes_verl.data.synth import read_items
-    from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
+    from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate, file_sha256
     from hyperseyes_verl.eval.loaders import load_benchmark
     from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
     from hyperseyes_verl.search.config import build_backend
@@ -158,6 +159,9 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
              f"mean reference {prs['prs/mean_ref_rounds']} rounds / {prs['prs/mean_ref_searches']} searches; "
              f"RL parquet with references: {out / 'data' / 'rl.parquet'}")
 
+        # A demo rerun into the same folder with other settings regenerates the items under the same ids: its
+        # runs start afresh instead of resuming another data set's results.
+        fresh = {"fingerprint_extra": {"data_sha256": file_sha256(items_path)}, "restart": True}
         _say("[3/5] Every question in the search environment: " + (
             f"model {cfg.model} at {cfg.endpoint}, and " if cfg.endpoint else "") + "scripted strategies "
              + ", ".join(STRATEGIES))
@@ -166,7 +170,7 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
             ecfg = EvalConfig(model=f"scripted-{strategy}", concurrency=cfg.concurrency, keep_trajectories=True,
                               progress=cfg.progress)
             by_run[f"scripted-{strategy}"] = await evaluate(items, scripted, backend, out / "runs" / strategy, ecfg,
-                                                            run_info={"scripted": True})
+                                                            run_info={"scripted": True}, **fresh)
         if cfg.endpoint:
             from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
 
@@ -174,7 +178,9 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
                 ecfg = EvalConfig(model=cfg.model, concurrency=cfg.concurrency, keep_trajectories=True,
                                   progress=cfg.progress)
                 by_run[cfg.model] = await evaluate(items, client, backend, out / "runs" / "model", ecfg,
-                                                   run_info={"endpoint": cfg.endpoint})
+                                                   run_info={"endpoint": cfg.endpoint},
+                                                   fingerprint_extra={**fresh["fingerprint_extra"],
+                                                                      "endpoint": cfg.endpoint}, restart=True)
         info["by_run"] = by_run
         info["refs"] = refs
         return info
@@ -247,6 +253,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.endpoint) != bool(args.model):
         raise SystemExit("--endpoint and --model go together (the model served at that endpoint)")
+    if args.endpoint:  # one request now, not a demo that ends with a 0 % model row after a minute
+        from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
+        from hyperseyes_verl.agent.preflight import PreflightError, preflight
+
+        async def check() -> None:
+            async with OpenAIChatClient(EndpointConfig(base_url=args.endpoint, max_attempts=2)) as client:
+                await preflight(client, args.model, args.endpoint)
+
+        try:
+            asyncio.run(check())
+        except PreflightError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     run_demo(DemoConfig(out=args.out, per_class=args.per_class, n_visual=args.n_visual, n_textual=args.n_textual,
                         seed=args.seed, endpoint=args.endpoint, model=args.model, concurrency=args.concurrency,
                         progress=not args.no_progress))

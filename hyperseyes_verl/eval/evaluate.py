@@ -2,16 +2,21 @@
 
 Each item is one `run_episode` (hyperseyes_verl.agent.runner) in a fresh `SearchEnvironment`, judged by
 hyperseyes_verl.judge, and appended to `results.jsonl` the moment it finishes; a rerun skips the ids already
-there, so an interrupted evaluation resumes where it stopped. At most `concurrency` episodes run at once.
+there, so an interrupted evaluation resumes where it stopped; items that ended on endpoint failures or errors
+are run again. The run's fingerprint (model, endpoint, data file hash, search, environment, decoding, judge) is
+kept in run.json: a rerun with a different one is refused (`restart=True` starts afresh), so one model's answers
+are never reported as another's. At most `concurrency` episodes run at once.
 Nothing an item does can stop the run: endpoint failures end that episode (counted), an unreadable image or
 an unexpected error becomes that item's `error` (counted, scored wrong).
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,7 +67,8 @@ def item_result(item: EvalItem, rec: EpisodeRecord, verdict, keep_trajectory: bo
         answered=bool(st.get("answered", rec.answer is not None)), tool_rounds=int(st.get("tool_rounds", 0)),
         tool_calls=int(st.get("tool_calls", 0)), searches=int(st.get("searches", 0)),
         searches_per_round=[int(w) for w in st.get("searches_per_round", [])],
-        generated_tokens=rec.generated_tokens, finish_reason=rec.finish_reason,
+        generated_tokens=rec.generated_tokens, tokens_estimated=rec.tokens_estimated,
+        finish_reason=rec.finish_reason,
         budget_exhausted=bool(st.get("budget_exhausted", False)), truncated=rec.truncated,
         search_failures=int(st.get("search_failures", 0)), tool_errors={k: int(v) for k, v in st.get("errors", {}).items()},
         endpoint_errors=len(rec.endpoint_errors), error=error, wall_s=rec.wall_s,
@@ -92,24 +98,77 @@ async def evaluate_one(item: EvalItem, client, backend, judge: Judge, cfg: EvalC
     return item_result(item, rec, verdict, cfg.keep_trajectories)
 
 
-def write_run_info(out_dir: str | Path, cfg: EvalConfig, extra: dict[str, Any] | None = None) -> None:
-    info = {"name": cfg.display_name, "model": cfg.model, "config": cfg.model_dump(mode="json"), **(extra or {})}
+class RunMismatch(ValueError):
+    """`out_dir` holds results of a run with another fingerprint; resuming would mix two runs."""
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_fingerprint(cfg: EvalConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What decides an item's result: model, environment, decoding, judge, plus the caller's `extra` (endpoint,
+    data file hash, search backend). Display name, concurrency and progress are left out: they change nothing."""
+    return {"model": cfg.model, "ugs": cfg.ugs.model_dump(mode="json"),
+            "sampling": cfg.sampling.model_dump(mode="json"), "judge": cfg.judge.model_dump(mode="json"),
+            **(extra or {})}
+
+
+def check_resume(out_dir: str | Path, fingerprint: dict[str, Any], restart: bool = False) -> str | None:
+    """Refuse to resume `out_dir` when its results come from a run with another fingerprint; with `restart`, move
+    them aside instead (returns where to). A folder without results is always fine."""
+    store = ResultsFile(out_dir)
+    if not store.path.exists() or not store.path.stat().st_size:
+        return None
+    info_path = Path(out_dir) / RUN_INFO
+    old = json.loads(info_path.read_text()).get("fingerprint") if info_path.exists() else None
+    if old == fingerprint:
+        return None
+    if restart:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        aside = store.path.with_name(f"results.replaced-{stamp}.jsonl")
+        store.path.rename(aside)
+        return str(aside)
+    if old is None:
+        why = f"{info_path} has no fingerprint (written by an older version or by hand)"
+    else:
+        diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        why = "; ".join(f"{k}: was {json.dumps(old.get(k))[:120]}, now {json.dumps(fingerprint.get(k))[:120]}"
+                        for k in diff)
+    raise RunMismatch(f"{store.path} holds {len(store.load())} results of another run ({why}). Resuming would "
+                      f"report them as this run's: pass another --out, or --restart to move them aside and start over")
+
+
+def write_run_info(out_dir: str | Path, cfg: EvalConfig, extra: dict[str, Any] | None = None,
+                   fingerprint: dict[str, Any] | None = None) -> None:
+    info = {"name": cfg.display_name, "model": cfg.model, "config": cfg.model_dump(mode="json"), **(extra or {}),
+            "fingerprint": fingerprint if fingerprint is not None else run_fingerprint(cfg)}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / RUN_INFO).write_text(json.dumps(info, indent=1, default=str))
 
 
 async def evaluate(items: Sequence[EvalItem], client, backend, out_dir: str | Path, cfg: EvalConfig, *,
-                   max_new: int | None = None, run_info: dict[str, Any] | None = None) -> list[ItemResult]:
-    """Run every item not yet in `out_dir/results.jsonl`; return all records of the run (old + new).
+                   max_new: int | None = None, run_info: dict[str, Any] | None = None,
+                   fingerprint_extra: dict[str, Any] | None = None, restart: bool = False) -> list[ItemResult]:
+    """Run every item without a final result in `out_dir/results.jsonl`; return all records of the run.
 
-    `max_new` stops after that many new items (a deliberate interruption; rerun to finish).
+    `max_new` stops after that many new items (a deliberate interruption; rerun to finish). Raises `RunMismatch`
+    when `out_dir` holds another run's results (see `check_resume`).
     """
+    fingerprint = run_fingerprint(cfg, fingerprint_extra)
+    aside = check_resume(out_dir, fingerprint, restart)
+    if aside:
+        log.warning("previous results of %s moved to %s", out_dir, aside)
     store = ResultsFile(out_dir)
     done = store.done_ids()
     todo = [it for it in items if it.id not in done]
     if max_new is not None:
         todo = todo[:max_new]
-    write_run_info(out_dir, cfg, run_info)
+    write_run_info(out_dir, cfg, run_info, fingerprint)
     judge = Judge(cfg.judge)
     sem = asyncio.Semaphore(cfg.concurrency)
     bar = tqdm(total=len(items), initial=sum(it.id in done for it in items), desc=cfg.display_name, unit="item", disable=not cfg.progress,

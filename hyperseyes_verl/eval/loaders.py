@@ -329,10 +329,8 @@ def detect_shape(cols: set[str]) -> str | None:
     return next((name for name, s in SHAPES.items() if _matches(s, cols)), None)
 
 
-def load_benchmark(path: str | os.PathLike, *, fmt: str | None = None, columns: str | dict[str, str] | None = None,
-                   name: str | None = None, image_root: str | os.PathLike | None = None,
-                   limit: int | None = None) -> list[EvalItem]:
-    """Read a local benchmark file into items. `fmt` forces a shape; `columns` maps an unknown one."""
+def benchmark_file(path: str | os.PathLike) -> Path:
+    """The one benchmark file `path` names (a file, or a folder holding exactly one .parquet/.jsonl)."""
     p = Path(path)
     if p.is_dir():
         found = sorted([*p.glob("*.parquet"), *p.glob("*.jsonl")])
@@ -342,12 +340,26 @@ def load_benchmark(path: str | os.PathLike, *, fmt: str | None = None, columns: 
         p = found[0]
     if not p.exists():
         raise FileNotFoundError(f"benchmark file {str(p)!r} does not exist")
+    return p
+
+
+def load_benchmark(path: str | os.PathLike, *, fmt: str | None = None, columns: str | dict[str, str] | None = None,
+                   name: str | None = None, image_root: str | os.PathLike | None = None,
+                   limit: int | None = None) -> list[EvalItem]:
+    """Read a local benchmark file into items. `fmt` forces a shape; `columns` maps an unknown one."""
+    p = benchmark_file(path)
     rows = _read_rows(p)
     if not rows:
         raise BenchmarkFormatError(f"{p}: no rows")
     cols = set().union(*(r.keys() for r in rows[:50]))
     if columns is not None:
-        fn, shape_name = _mapped(parse_column_map(columns) if isinstance(columns, str) else dict(columns)), "columns"
+        cmap = parse_column_map(columns) if isinstance(columns, str) else dict(columns)
+        absent = {k: c for k, c in cmap.items() if c not in cols}
+        if absent:  # a typo must not silently make the benchmark text-only or unlabelled
+            raise BenchmarkFormatError(
+                f"{p}: --columns names column(s) the file does not have: "
+                + ", ".join(f"{k}={c}" for k, c in absent.items()) + f". Columns found: {sorted(cols)}")
+        fn, shape_name = _mapped(cmap), "columns"
         bench = name or p.stem
     else:
         shape_name = fmt or detect_shape(cols)

@@ -46,6 +46,9 @@ def summarize(results_R: Sequence[ItemResult], prefix: str = "eval") -> dict[str
         f"{prefix}/mean_generated_tokens": mean_tokens_k * 1000.0,
         f"{prefix}/cas": cost_aware_score(acc, mean_tokens_k, mean_rounds),
         f"{prefix}/mean_wall_s": sum(r.wall_s for r in results_R) / n,
+        # Items whose token count was estimated from characters (no `usage` from the endpoint): gen tokens and CAS
+        # of such a run are approximate, and the report says so.
+        f"{prefix}/tokens_estimated_share": sum(r.tokens_estimated for r in results_R) / n,
     }
     return out
 

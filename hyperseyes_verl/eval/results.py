@@ -1,7 +1,8 @@
 """One evaluated item as a plain record, and the append-only JSONL file that holds a run's records.
 
 The file is the run's only state: an interrupted run is resumed by reading it back and skipping the ids it
-already holds. A line cut short by a kill is ignored (and its item re-run), never half-read.
+already holds, except items that did not finish (endpoint failures, errors): those run again and their new line
+supersedes the old one. A line cut short by a kill is ignored (and its item re-run), never half-read.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class ItemResult(BaseModel):
     searches: int = 0
     searches_per_round: list[int] = Field(default_factory=list)
     generated_tokens: int = Field(0, description="completion tokens summed over the episode's turns")
+    tokens_estimated: bool = Field(False, description="some turn had no `usage`: tokens estimated from characters")
     finish_reason: str = "running"
     budget_exhausted: bool = False
     truncated: bool = False
@@ -47,6 +49,11 @@ class ItemResult(BaseModel):
     error: str | None = Field(None, description="why the episode could not finish, if it could not")
     wall_s: float = 0.0
     trajectory: list[dict] | None = Field(None, description="text-only messages, when the run keeps them")
+
+    @property
+    def final(self) -> bool:
+        """False for an episode that could not finish (endpoint down, unreadable input): a resumed run retries it."""
+        return self.error is None and self.finish_reason != "endpoint_error"
 
 
 class ResultsFile:
@@ -58,7 +65,8 @@ class ResultsFile:
         self._log = AppendOnlyJsonl(self.path)
 
     def load(self) -> list[ItemResult]:
-        """All complete records, first occurrence of each id kept (a re-run never double-counts)."""
+        """All complete records, the last line of each id kept (a retried item supersedes its failure; no id is
+        counted twice)."""
         out: dict[str, ItemResult] = {}
         for row in self._log.records():  # a line cut by a kill is skipped there; its item simply runs again
             try:
@@ -67,11 +75,13 @@ class ResultsFile:
                 log.warning("%s: result line for %r skipped (%s); that item will be re-run",
                             self.path, row.get("id"), str(e).splitlines()[0])
                 continue
-            out.setdefault(rec.id, rec)
+            out.pop(rec.id, None)  # keep the run's item order: a retried item moves to where it finished
+            out[rec.id] = rec
         return list(out.values())
 
     def done_ids(self) -> set[str]:
-        return {r.id for r in self.load()}
+        """Ids with a final result (not to be run again)."""
+        return {r.id for r in self.load() if r.final}
 
     def append(self, rec: ItemResult) -> None:
         self._log.append(rec.model_dump_json())

@@ -19,12 +19,14 @@ episode runner drives it exactly like a served model (also usable as the PRS "te
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from hyperseyes_verl.agent.openai_client import ChatReply
+from hyperseyes_verl.agent.openai_client import ChatReply, image_data_url
 from hyperseyes_verl.agent.runner import content_text, estimate_tokens
 from hyperseyes_verl.data.gallery import DEMO_CLASSES, EntityClass
 from hyperseyes_verl.data.questions import evaluate, satisfies
@@ -48,15 +50,38 @@ class ItemSpec:
     boxes: list[list[float]] = field(default_factory=list)
 
 
+def spec_key(question: str, image_url: str | None = None) -> str:
+    """Key of an item's spec: its question, plus a hash of its first image (as the data URL the model receives)
+    when several items share one question text (one template over different mosaics of a one-class gallery)."""
+    q = question.strip()
+    return q if image_url is None else q + "\x00" + hashlib.sha1(image_url.encode()).hexdigest()
+
+
 def specs_from_items(items: Iterable[Any]) -> dict[str, ItemSpec]:
-    """question -> spec, from `EvalItem`s of the synthetic benchmark (meta holds program and boxes)."""
+    """spec_key -> spec, from `EvalItem`s of the synthetic benchmark (meta holds program and boxes)."""
+    with_program = [it for it in items if it.meta.get("program")]
+    shared = {q for q, n in Counter(it.question.strip() for it in with_program).items() if n > 1}
     out = {}
-    for it in items:
-        program = it.meta.get("program")
-        if program:
-            cls = program.get("class") or it.domain
-            out[it.question.strip()] = ItemSpec(cls=cls, program=program, boxes=list(it.meta.get("boxes") or []))
+    for it in with_program:
+        program = it.meta["program"]
+        spec = ItemSpec(cls=program.get("class") or it.domain, program=program, boxes=list(it.meta.get("boxes") or []))
+        q = it.question.strip()
+        if q in shared:  # told apart by their image: the boxes of another mosaic would crop the wrong entities
+            url = image_data_url(it.load_images()[0]) if it.image_refs else ""
+            out[spec_key(q, url)] = spec
+        else:
+            out[spec_key(q)] = spec
     return out
+
+
+def _first_image_url(content: Any) -> str:
+    """The data URL of the first image of a user message, in wire form (image_url) or environment form (PIL)."""
+    for b in content if isinstance(content, list) else []:
+        if b.get("type") == "image_url":
+            return b["image_url"]["url"]
+        if b.get("type") == "image" and b.get("image") is not None:
+            return image_data_url(b["image"])
+    return ""
 
 
 def _call(name: str, arguments: dict[str, Any]) -> str:
@@ -118,7 +143,10 @@ class ScriptedPolicy:
     # ---------------------------------------------------------------------------------------- reading
     def _spec(self, messages: list[dict[str, Any]]) -> ItemSpec | None:
         m = _QUESTION_RE.search(content_text(messages[1]["content"])) if len(messages) > 1 else None
-        return self.specs.get(m.group(1).strip()) if m else None
+        if not m:
+            return None
+        q = m.group(1).strip()
+        return self.specs.get(q) or self.specs.get(spec_key(q, _first_image_url(messages[1]["content"])))
 
     def _facts(self, cls: EntityClass, names: Iterable[str], keys: Iterable[str], obs: str) -> dict[str, dict]:
         """Facts read from observation text with the corpus sentence patterns; only what was seen."""
@@ -130,7 +158,7 @@ class ScriptedPolicy:
                 spec = cls.fact(key)
                 m = spec.pattern(name).search(flat)
                 if m:
-                    got[key] = int(m.group(1)) if spec.numeric else m.group(1).strip()
+                    got[key] = spec.parse(m.group(1))
             out[name] = got
         return out
 

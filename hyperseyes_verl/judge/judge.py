@@ -47,9 +47,10 @@ class Judge:
             try:
                 ok = await self.llm.judge(question, prediction, answers)
                 verdict = Verdict(correct=ok, answered=True, source="llm", reason="llm")
-            except JudgeFailure as e:
+            except Exception as e:  # JudgeFailure, or a bug: never a crash, never a silent score; counted
                 rule = self.rule.judge(prediction, answers)
-                verdict = Verdict(correct=rule.correct, answered=True, source="rule_fallback", reason=str(e)[:200])
+                reason = str(e) if isinstance(e, JudgeFailure) else f"judge error {type(e).__name__}: {e}"
+                verdict = Verdict(correct=rule.correct, answered=True, source="rule_fallback", reason=reason[:200])
         self.counts[f"judge/{verdict.source}"] += 1
         return verdict
 

@@ -39,11 +39,15 @@ class LLMJudgeConfig(BaseModel):
     backoff_s: float = Field(0.5, ge=0, allow_inf_nan=False, description="first retry delay; doubles, capped at 8 s")
     max_concurrency: int = Field(16, ge=1, description="requests in flight per process")
     max_tokens: int = Field(8, ge=1, description="the reply is one word")
+    deadline_s: float = Field(60.0, gt=0, allow_inf_nan=False, description="one verdict, every request, retry and "
+                              "re-ask included; past it the rule judge decides (counted as a fallback)")
     prompt: str = Field(DEFAULT_PROMPT, description="template with {question}, {answers}, {prediction}")
 
 
 def parse_verdict(text: str) -> bool:
-    """`Correct` -> True, `Incorrect` -> False; anything else (both, neither) raises JudgeFailure."""
+    """`Correct` -> True, `Incorrect` -> False; anything else (both, neither, not a string) raises JudgeFailure."""
+    if not isinstance(text, str):
+        raise JudgeFailure(f"judge reply is {type(text).__name__}, expected text")
     found = {m.group(1) is None for m in _VERDICT.finditer(text or "")}
     if len(found) != 1:
         raise JudgeFailure(f"unparsable judge reply {text[:80]!r}: expected exactly one of Correct / Incorrect")
@@ -68,14 +72,21 @@ class LLMJudge:
         if self._client is None or self._loop is not loop:
             self._client = OpenAIChatClient(EndpointConfig(
                 base_url=c.base_url, api_key_env=c.api_key_env, timeout_s=c.timeout_s, max_attempts=c.max_attempts,
-                backoff_s=c.backoff_s, max_backoff_s=8.0, max_connections=c.max_concurrency))
+                backoff_s=c.backoff_s, max_backoff_s=8.0, max_connections=c.max_concurrency, deadline_s=c.deadline_s))
             self._sem = asyncio.Semaphore(c.max_concurrency)
             self._loop = loop
         return self._client, self._sem
 
     async def judge(self, question: str, prediction: str, answers: Sequence[str]) -> bool:
-        """True/False verdict; raises JudgeFailure once the endpoint failed after its retries, or after
-        `max_attempts` unparsable replies."""
+        """True/False verdict; raises JudgeFailure once the endpoint failed after its retries, after
+        `max_attempts` unparsable replies, or past `deadline_s` (all of it together)."""
+        try:  # wait_for, not asyncio.timeout: Python 3.10 is supported
+            return await asyncio.wait_for(self._judge(question, prediction, answers), self.config.deadline_s)
+        except asyncio.TimeoutError:
+            raise JudgeFailure(f"judge endpoint {self.config.base_url} gave no verdict within "
+                               f"{self.config.deadline_s:g}s") from None
+
+    async def _judge(self, question: str, prediction: str, answers: Sequence[str]) -> bool:
         client, sem = self._ensure()
         content = self.config.prompt.format(question=question, answers=" | ".join(answers), prediction=prediction)
         messages = [{"role": "user", "content": content}]

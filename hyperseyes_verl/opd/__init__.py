@@ -7,8 +7,11 @@ from hyperseyes_verl.opd.config import OPDConfig
 from hyperseyes_verl.opd.gating import eligible_from_info, eligible_mask
 from hyperseyes_verl.opd.shaping import OPDShapingResult, reverse_kl_shaped_advantages, topk_overlap
 from hyperseyes_verl.opd.teacher import (
+    TEACHER_OUTPUT_PROBLEMS,
     TEACHER_SENTINEL_ID,
+    TeacherCheck,
     TeacherStatus,
+    check_teacher_outputs,
     placeholder_teacher_outputs,
     teacher_rows_valid,
 )
@@ -16,8 +19,11 @@ from hyperseyes_verl.opd.teacher import (
 __all__ = [
     "OPDConfig",
     "OPDShapingResult",
+    "TEACHER_OUTPUT_PROBLEMS",
     "TEACHER_SENTINEL_ID",
+    "TeacherCheck",
     "TeacherStatus",
+    "check_teacher_outputs",
     "eligible_from_info",
     "eligible_mask",
     "placeholder_teacher_outputs",

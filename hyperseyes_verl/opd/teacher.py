@@ -7,7 +7,9 @@ step, distillation loss) masks it out instead of silently distilling towards zer
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import torch
 
@@ -35,3 +37,48 @@ def teacher_rows_valid(teacher_ids_resp: torch.Tensor, response_mask: torch.Tens
     """
     ids = teacher_ids_resp[..., 0] if teacher_ids_resp.dim() == 3 else teacher_ids_resp
     return ~((ids == TEACHER_SENTINEL_ID) & response_mask.bool()).any(-1)
+
+
+# Why a scored teacher output is refused (each is counted as `teacher_<kind>` and the row masked like a failure).
+TEACHER_OUTPUT_PROBLEMS = ("wrong_length", "wrong_topk_width", "nonfinite_logprobs", "bad_ids")
+
+
+@dataclass(frozen=True)
+class TeacherCheck:
+    problem: str | None  # None = usable; else one of TEACHER_OUTPUT_PROBLEMS
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def check_teacher_outputs(teacher_ids: Any, teacher_logprobs: Any, seq_len: int, k: int) -> TeacherCheck:
+    """Whether a teacher's answer for a `seq_len`-token sequence can be distilled from.
+
+    Both must be tensors of shape (seq_len, k) (k = top-k width, 1 without top-k); ids non-negative integers;
+    log-probs finite (a NaN or ±inf log-prob turns the reverse-KL term and then the loss into NaN). Pure: the
+    adapter masks and counts the row when `ok` is False.
+    """
+    if not isinstance(teacher_ids, torch.Tensor) or not isinstance(teacher_logprobs, torch.Tensor):
+        return TeacherCheck("wrong_topk_width", f"teacher outputs are {type(teacher_ids).__name__} / "
+                                                f"{type(teacher_logprobs).__name__}, expected tensors")
+    shapes = (tuple(teacher_ids.shape), tuple(teacher_logprobs.shape))
+    if any(len(sh) < 1 or sh[0] != seq_len for sh in shapes):
+        return TeacherCheck("wrong_length", f"teacher returned shapes {shapes} for a {seq_len}-token sequence")
+    if any(sh != (seq_len, k) for sh in shapes):
+        return TeacherCheck("wrong_topk_width", f"teacher returned shapes {shapes}, expected ({seq_len}, {k}) "
+                                                f"(top-k width {k})")
+    if teacher_ids.dtype.is_floating_point or teacher_ids.dtype == torch.bool or bool((teacher_ids < 0).any()):
+        return TeacherCheck("bad_ids", f"teacher ids must be non-negative integers, got dtype {teacher_ids.dtype} "
+                                       f"with minimum {teacher_ids.min().item()}")
+    if not teacher_logprobs.dtype.is_floating_point:
+        return TeacherCheck("nonfinite_logprobs", f"teacher log-probs have dtype {teacher_logprobs.dtype}, "
+                                                  "expected floats")
+    bad = ~torch.isfinite(teacher_logprobs)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        return TeacherCheck("nonfinite_logprobs", f"{int(bad.sum())} of {teacher_logprobs.numel()} teacher log-probs are "
+                                                  f"NaN or infinite (first at position {first}: "
+                                                  f"{teacher_logprobs[first].tolist()})")
+    return TeacherCheck(None)

@@ -7,6 +7,7 @@ import glob
 import importlib
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -98,13 +99,22 @@ def check_fqn(value: str, key: str, report: Report, what: str):
         return None
 
 
+# `org/name` as the Hugging Face hub spells a model id (no leading ./ or /, one slash)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
 def check_model_dir(path, key: str, report: Report, allow_missing: bool) -> bool:
-    """True when `path` is a local HF checkpoint folder (config.json present)."""
+    """True when `path` is a local HF checkpoint folder (config.json present). A hub id (`Qwen/Qwen3-VL-8B-Instruct`)
+    is accepted as verl accepts it (downloaded at start-up) but not inspected here: a dry run stays offline."""
     if path in (None, "", "???"):
         return False
     folder = Path(os.path.expanduser(str(path)))
     if (folder / "config.json").is_file():
         return True
+    if not folder.exists() and _HUB_ID.fullmatch(str(path)):
+        report.note(f"{key} = {path!r} is a Hugging Face hub id: verl downloads it at start-up (the training nodes "
+                    "need the hub, or `huggingface-cli download` it first); its config and tokenizer were not checked")
+        return False
     if allow_missing:
         report.note(f"{key} = {path!r} not checked (--allow-missing-models)")
         return False
@@ -176,6 +186,69 @@ def read_column(files: list[str], column: str) -> list:
     for f in files:
         values += pq.read_table(f, columns=[column]).column(column).to_pylist()
     return values
+
+
+def _recipe_section(section) -> None:
+    if not isinstance(section, dict) or set(section) - {"required"}:
+        raise ValueError(f"hyperseyes.recipe takes only `required` (a list of config keys), got {section!r}")
+
+
+def _sft_section(section) -> None:
+    if not isinstance(section, dict) or set(section) - {"freeze_vision_tower"}:
+        raise ValueError(f"hyperseyes.sft takes only `freeze_vision_tower` (true/false), got {section!r}")
+    if not isinstance(section.get("freeze_vision_tower", True), bool):
+        raise ValueError(f"hyperseyes.sft.freeze_vision_tower must be true or false, got "
+                         f"{section['freeze_vision_tower']!r}")
+
+
+def _section_models(stage: str) -> dict:
+    """hyperseyes.<name> -> the function the runtime builds that section with (the same pydantic models, so a
+    value the trainer would refuse at start-up is refused here)."""
+    from hyperseyes_verl.hdpo import HDPOConfig
+    from hyperseyes_verl.opd import OPDConfig
+    from hyperseyes_verl.trace.config import trace_config_from_mapping
+
+    if stage == "sft":
+        return {"recipe": _recipe_section, "sft": _sft_section}
+    return {"recipe": _recipe_section, "trace": trace_config_from_mapping, "hdpo": HDPOConfig.from_mapping,
+            "opd": OPDConfig.from_mapping, "agent_loop": None}  # agent_loop: check_agent_settings (YAML extras)
+
+
+def section_errors(exc: BaseException, name: str) -> str:
+    """A refused section, one clause per bad field, e.g.
+    `hyperseyes.hdpo.w_tol: Extra inputs are not permitted (got 0.1)`."""
+    from pydantic import ValidationError
+
+    cause = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if not isinstance(cause, ValidationError):
+        return str(exc)
+    parts = []
+    for err in cause.errors():
+        where = ".".join(str(x) for x in (name, *err["loc"]))
+        got = "" if err["type"] == "value_error" else f" (got {err.get('input')!r})"
+        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{got}")
+    return "; ".join(parts)
+
+
+def check_hyperseyes_sections(cfg: DictConfig, report: Report, stage: str) -> None:
+    """Every `hyperseyes.*` section built with the model its runtime uses; unknown sections (typos) refused."""
+    from hyperseyes_verl.recipes.compose import select
+
+    tree = select(cfg, "hyperseyes", {}) or {}
+    models = _section_models(stage)
+    # with OPD on in the hyperseyes trainer, check_distillation builds hyperseyes.opd through the trainer itself
+    opd_checked_there = select(cfg, "distillation.enabled", False) and \
+        select(cfg, "trainer.v1.trainer_mode") == "hyperseyes_sync"
+    for name, section in tree.items():
+        if name not in models:
+            report.fail("hyperseyes", f"hyperseyes.{name} is not read by the {stage} stage (known sections: "
+                                      f"{sorted(models)}): a typo, or a section of the other stage")
+        elif models[name] is not None and not (name == "opd" and opd_checked_there):
+            try:
+                models[name](section)
+            except Exception as exc:  # pydantic's ValidationError, or our ValueError naming the section
+                report.fail("hyperseyes", f"hyperseyes.{name} would be refused at start-up: "
+                                          f"{section_errors(exc, 'hyperseyes.' + name)}")
 
 
 _WEB_BACKENDS = {"serper": "SERPER_API_KEY"}

@@ -14,6 +14,7 @@ from hyperseyes_verl.recipes.checks_common import (
     as_file_list,
     check_backend_keys,
     check_fqn,
+    check_hyperseyes_sections,
     check_missing_values,
     check_model_dir,
     check_parquet,
@@ -22,6 +23,7 @@ from hyperseyes_verl.recipes.checks_common import (
     error_text,
     quiet,
     read_column,
+    section_errors,
 )
 from hyperseyes_verl.recipes.compose import select
 from hyperseyes_verl.recipes.report import Report
@@ -72,6 +74,12 @@ def check_agent_settings(cfg: DictConfig, report: Report, trees: dict) -> None:
         for entry in entries or []:
             if isinstance(entry, dict) and entry.get("name") == default:
                 extra = {k: v for k, v in entry.items() if k not in ("name", "_target_")}
+    backend_node = select(cfg, "hyperseyes.agent_loop.backend", None)
+    if isinstance(backend_node, dict) and backend_node.get("type") == "embedded" \
+            and not backend_node.get("index_dir") and "backend" not in extra:
+        report.fail("search", "the embedded search backend has no index: "
+                    + RL_HINTS["hyperseyes.agent_loop.backend.index_dir"])
+        return
     try:
         settings = AgentLoopSettings.from_sources(cfg, extra)
     except Exception as exc:
@@ -229,7 +237,7 @@ def check_distillation(cfg: DictConfig, report: Report, allow_missing_models: bo
         except ImportError:
             pass  # reported by the plugin / trainer-registry checks
         except ValueError as exc:
-            report.fail("opd", str(exc))
+            report.fail("opd", section_errors(exc, "hyperseyes.opd"))
     teachers = select(cfg, "distillation.teacher_models", {}) or {}
     usable = {k: v for k, v in teachers.items() if not (k == "teacher_model" and len(teachers) > 1)}
     for name, teacher in usable.items():
@@ -391,6 +399,7 @@ def validate_rl(cfg: DictConfig, report: Report, allow_missing_models: bool, tot
     checks = [
         ("agent loop", lambda: check_agent_loop(cfg, report, data_files, trees)),
         ("agent settings", lambda: check_agent_settings(cfg, report, trees)),
+        ("hyperseyes sections", lambda: check_hyperseyes_sections(cfg, report, "rl")),
         ("reward", lambda: check_reward(cfg, report)),
         ("trainer mode", lambda: check_trainer_mode(cfg, report)),
         ("estimator", lambda: check_estimator(cfg, report)),

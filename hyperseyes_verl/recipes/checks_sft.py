@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hyperseyes_verl.recipes.checks_common import (
     as_file_list,
+    check_hyperseyes_sections,
     check_missing_values,
     check_model_dir,
     check_parquet,
@@ -126,6 +127,7 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
     from verl.utils.import_utils import load_extern_object
 
     check_missing_values(cfg, report, SFT_HINTS)
+    check_hyperseyes_sections(cfg, report, "sft")
     check_targets(cfg, report)
     model = None
     if not OmegaConf.is_missing(cfg, "model.path"):
@@ -169,6 +171,24 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
     if model is not None and files and dataset_ok:
         check_samples(cfg, model, files, check_rows, report)
     rows = count_rows(files)
-    if files and rows < batch:
-        report.note(f"data.train_files has {rows} rows, fewer than one global batch ({batch}): 0 training steps")
+    check_steps(cfg, report, rows if files else None, batch, gpus // sp if gpus > 0 and not gpus % sp else 0)
     report.plan = sft_plan(cfg, files, rows, lora)
+
+
+def check_steps(cfg: DictConfig, report: Report, rows: int | None, batch: int, dp: int) -> None:
+    """A job that would train for 0 steps is refused: verl's SFT loader drops partial batches (each of the `dp`
+    ranks gets rows // dp samples, in batches of batch // dp), so too few rows start and end the job without one
+    update."""
+    steps, epochs = select(cfg, "trainer.total_training_steps"), select(cfg, "trainer.total_epochs", 1)
+    if steps is not None and steps <= 0:
+        report.fail("steps", f"trainer.total_training_steps = {steps}: the job would train 0 steps; set it > 0 or "
+                             "null (one pass over the data per epoch)")
+    if epochs is not None and epochs <= 0:
+        report.fail("steps", f"trainer.total_epochs = {epochs}: the job would train 0 steps; set it >= 1")
+    if rows is None or dp <= 0 or batch <= 0 or batch % dp:
+        return  # no readable data, or a batch/GPU problem reported above
+    per_epoch = (rows // dp) // (batch // dp)
+    if per_epoch == 0:
+        report.fail("steps", f"data.train_files has {rows} rows, fewer than one global batch (data.train_batch_size "
+                             f"= {batch} over {dp} data-parallel ranks): verl drops partial batches, so the job would "
+                             f"train 0 steps; add rows or lower data.train_batch_size")

@@ -14,7 +14,6 @@ the aspect ratio and rounding each side to a multiple of that patch. Select it w
 """
 from __future__ import annotations
 
-import io
 import math
 import re
 from typing import Any
@@ -23,22 +22,24 @@ from PIL import Image
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
+from hyperseyes_verl.utils.images import open_image, upright
+
 DEFAULT_MAX_IMAGE_TOKENS = 1200  # official stage-1 recipe
 
 
 def load_image(ref: Any) -> Image.Image:
     if isinstance(ref, Image.Image):
-        return ref.convert("RGB")
+        return upright(ref).convert("RGB")
     if isinstance(ref, dict):
         if ref.get("bytes") is not None:
-            return Image.open(io.BytesIO(ref["bytes"])).convert("RGB")
+            return open_image(bytes(ref["bytes"]))
         ref = ref.get("path") or ref.get("image")
         if isinstance(ref, Image.Image):
-            return ref.convert("RGB")
+            return upright(ref).convert("RGB")
     if isinstance(ref, (bytes, bytearray)):
-        return Image.open(io.BytesIO(ref)).convert("RGB")
+        return open_image(bytes(ref))
     if isinstance(ref, str):
-        return Image.open(ref.removeprefix("file://")).convert("RGB")
+        return open_image(ref.removeprefix("file://"))
     raise ValueError(f"cannot read an image from {type(ref).__name__} {str(ref)[:80]!r}: expected "
                      "{'bytes': png}, a file path, or a PIL image")
 
@@ -101,3 +102,11 @@ class HyperEyesSFTDataset(MultiTurnSFTDataset):
         if used != len(images):
             raise ValueError(f"sample has {len(images)} images but {used} <image> placeholders")
         return messages
+
+    def __getitem__(self, item):
+        sample = super().__getitem__(item)
+        # verl's collate (dataset_utils.collate_variable_batch) reads the keys of the batch's first sample; a
+        # text-only first sample (no multi_modal_inputs) next to image samples raises KeyError. None is what
+        # verl's engine already skips for text-only rows (utils/model.extract_multi_modal_inputs).
+        sample.setdefault("multi_modal_inputs", None)
+        return sample

@@ -97,7 +97,7 @@ class CachedBackend:
     def _lookup(self, key: str) -> list[Hit] | None:
         try:
             row = self.store.get(key)
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):  # UnicodeError: a key with a lone surrogate
             self.counts["errors"] += 1
             return None
         if row is None or (self.cfg.ttl_s is not None and time.time() - row[1] > self.cfg.ttl_s):
@@ -111,10 +111,14 @@ class CachedBackend:
     def _store(self, key: str, hits: list[Hit]) -> None:
         if not hits and not self.cfg.cache_empty:
             return
+        payload = json.dumps([h.to_dict() for h in hits], ensure_ascii=False)
+        if len(payload.encode("utf-8", "surrogatepass")) > self.cfg.max_entry_bytes:
+            self.counts["oversized"] += 1
+            return
         try:
-            self.store.put(key, json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+            self.store.put(key, payload)
             self.counts["writes"] += 1
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):  # a lone surrogate cannot be stored as SQLite text
             self.counts["errors"] += 1
 
     async def _cached(self, key: str, call) -> list[Hit]:

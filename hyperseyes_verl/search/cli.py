@@ -41,8 +41,12 @@ def run(args: argparse.Namespace) -> int:
         if args.query:
             if index.text is None:
                 raise SearchConfigError(f"index {args.index!r} has no text corpus to query")
-            for doc, score in index.text.search(args.query, 5):
+            hits = index.text.search(args.query, 5)
+            for doc, score in hits:
                 print(f"{score:.3f}  {doc.title}  {doc.url}")
+            if not hits:
+                print(f"no hits for {args.query!r} among {index.manifest.get('text_docs', '?')} documents (BM25 "
+                      f"matches whole words of the corpus: try words from a document's title or text)")
         return 0
     except (ValueError, OSError) as e:  # SearchConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)

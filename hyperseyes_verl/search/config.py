@@ -31,6 +31,8 @@ class CacheConfig(_Frozen):
     namespace: str = Field("", description="extra key prefix, e.g. the index version, so stale answers are not reused")
     busy_timeout_s: float = Field(30.0, gt=0, description="how long a writer waits for another process's lock")
     cache_empty: bool = Field(True, description="also cache searches that found nothing (they are answers too)")
+    max_entry_bytes: int = Field(1 << 20, ge=1024, description="answers whose JSON is larger are not stored "
+                                 "(counted as search/cache/oversized)")
 
 
 class HttpConfig(_Frozen):
@@ -46,6 +48,11 @@ class HttpConfig(_Frozen):
     burst: int = Field(8, ge=1, description="token-bucket capacity")
     limit_group: str = Field("", description="backends with the same group share limits; default: the backend name")
     max_connections: int = Field(100, ge=1, description="connection-pool size")
+    max_response_bytes: int = Field(8 << 20, ge=1024, description="a larger answer (decoded size) is a bad_payload, "
+                                    "read no further and never cached; a search answer is a few KB")
+    max_redirects: int = Field(0, ge=0, le=10, description="redirects followed per attempt, only within the request's "
+                               "origin (a redirect to another host is always refused: the key never leaves); "
+                               "0 = a redirect is an http_status failure")
 
 
 class ImageUploadConfig(_Frozen):
@@ -152,6 +159,9 @@ def parse_backend_config(cfg: Any) -> Any:
         return cfg
     if not isinstance(cfg, dict):
         raise SearchConfigError(f"a search backend config must be a dict or a config object, got {type(cfg).__name__}")
+    # null = unset: an override such as `backend={type: serper}` is merged by hydra into the recipe's node and
+    # leaves that node's other keys (index_dir: null) behind
+    cfg = {k: v for k, v in cfg.items() if v is not None}
     kind = cfg.get("type")
     if kind not in BACKEND_TYPES:
         raise SearchConfigError(f"unknown search backend type {kind!r}; valid types: {', '.join(BACKEND_TYPES)}")

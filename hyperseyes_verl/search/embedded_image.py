@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from hyperseyes_verl.search.image_fingerprint import EMBEDDING_DIM, image_embedding
+from hyperseyes_verl.utils.images import open_image
 from hyperseyes_verl.utils.jsonl import read_jsonl
 
 _FEATURES_FILE = "features.npy"
@@ -68,11 +69,11 @@ class ImageIndex:
         feats = np.zeros((len(docs), EMBEDDING_DIM), dtype=np.float32)
         for i, doc in enumerate(docs):
             path = root / doc.path
-            try:
-                with Image.open(path) as im:
-                    feats[i] = image_embedding(im)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"cannot read image {path} (entry {i + 1} of the image list): {e}") from None
+            try:  # upright and pixel-capped like every loader; mode kept so transparency is flattened as for queries
+                feats[i] = image_embedding(open_image(path, mode=None))
+            except Exception as e:  # PIL raises many types on hostile files (SyntaxError, EOFError, bombs, ...)
+                raise ValueError(f"cannot read image {path} (entry {i + 1} of the image list): "
+                                 f"{type(e).__name__}: {e}") from None
             if on_progress:
                 on_progress(1)
         return cls(feats, docs)
@@ -112,19 +113,26 @@ class ImageIndex:
         ks = [k] * len(images) if isinstance(k, int) else list(k)
         if len(ks) != len(images):
             raise ValueError(f"search_many got {len(images)} images but {len(ks)} values of k")
-        out: list = [[] for _ in images]
-        rows, vecs = [], []
-        for i, image in enumerate(images):
+        vecs: list = []
+        for image in images:
             try:
                 vecs.append(image_embedding(image))
-                rows.append(i)
             except (ValueError, OSError) as e:
-                out[i] = ValueError(f"cannot fingerprint the query image ({e})")
+                vecs.append(ValueError(f"cannot fingerprint the query image ({e})"))
+        return self.search_embeddings(vecs, ks, min_score)
+
+    def search_embeddings(self, vecs: Sequence[np.ndarray | ValueError], k: int | Sequence[int],
+                          min_score: float = 0.0) -> list[list[tuple[ImageDoc, float]] | ValueError]:
+        """`search_many` from fingerprints already computed (`image_embedding`); a ValueError entry is passed
+        through. Lets a server decode and fingerprint one image at a time and drop its pixels before the next."""
+        ks = [k] * len(vecs) if isinstance(k, int) else list(k)
+        out: list = [v if isinstance(v, ValueError) else [] for v in vecs]
+        rows = [i for i, v in enumerate(vecs) if not isinstance(v, ValueError)]
         if not rows or not self.docs:
             return out
         if self._f64 is None:
             self._f64 = np.ascontiguousarray(self.features, dtype=np.float64)
-        sims_all = (np.stack(vecs).astype(np.float64) @ self._f64.T).astype(np.float32)
+        sims_all = (np.stack([vecs[i] for i in rows]).astype(np.float64) @ self._f64.T).astype(np.float32)
         for sims, i in zip(sims_all, rows):
             qk = min(ks[i], len(sims))
             if qk <= 0:

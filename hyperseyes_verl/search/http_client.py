@@ -5,11 +5,18 @@ Limits are shared per *limit group* (default: the backend name): the token bucke
 process (thread-safe), the concurrency semaphore by every search of one event loop (asyncio primitives
 belong to a loop; verl runs one loop per agent-loop worker process). Failures surface as typed
 `SearchFailure`s after the retries, one counter per kind: `search/<backend>/<kind>`.
+
+Hostile or broken servers: redirects are not followed unless `max_redirects > 0`, and then only within the
+request's own origin (scheme, host, port), so the API key and the request body never reach another host and a
+public backend can never be pointed into the private network. Answers are read as a stream and refused past
+`max_response_bytes` (decoded size, so a gzip bomb is capped too), then parsed in a worker thread inside the
+same total deadline. A body that cannot be decoded (bad gzip, JSON nested too deep) is a `bad_payload`.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import ssl
 import threading
 import time
@@ -86,6 +93,18 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default_port
+
+
+def _preview(body: bytes) -> str:
+    return repr(body[:200].decode("utf-8", "replace"))
+
+
+_PARSE_IN_THREAD_BYTES = 256 * 1024  # larger answers are parsed off the event loop
+
+
 class HttpSearchClient:
     """POSTs JSON to one service for one backend; counts outcomes under `search/<backend>/...`."""
 
@@ -96,7 +115,7 @@ class HttpSearchClient:
         self._client = httpx.AsyncClient(
             headers=headers or {}, timeout=httpx.Timeout(cfg.timeout_s),
             limits=httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections),
-            follow_redirects=True, verify=_ssl_context())
+            follow_redirects=False, verify=_ssl_context())  # redirects: see _send
         self._bucket = shared_bucket(self.group, cfg.rate_per_s, cfg.burst) if cfg.rate_per_s else None
 
     def _wait(self, state) -> float:
@@ -112,12 +131,18 @@ class HttpSearchClient:
             if self._bucket is not None:
                 await self._bucket.acquire()
             try:
-                resp = await self._client.post(url, json=json_body, files=files)
+                resp, body = await self._send(url, json_body, files)
             except httpx.TimeoutException:
                 raise _Retryable(FailureKind.TIMEOUT, f"no answer from {url} within {self.cfg.timeout_s}s") from None
             except httpx.ConnectError as e:
                 raise _Retryable(FailureKind.REFUSED, f"cannot connect to {url} ({e})") from None
-            except httpx.TransportError as e:  # connection dropped mid-answer
+            except httpx.DecodingError as e:  # e.g. a Content-Encoding: gzip body that is not gzip
+                raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{url} sent a body that cannot be decoded ({e})") from None
+            except httpx.RemoteProtocolError as e:
+                if "location header" in str(e):  # httpx parses Location even when not following: a bad redirect
+                    raise SearchFailure(FailureKind.HTTP_STATUS, f"{url} redirected to an invalid URL ({e})") from None
+                raise _Retryable(FailureKind.REFUSED, f"connection to {url} failed ({type(e).__name__}: {e})") from None
+            except httpx.RequestError as e:  # connection dropped mid-answer, protocol errors
                 raise _Retryable(FailureKind.REFUSED, f"connection to {url} failed ({type(e).__name__}: {e})") from None
         if resp.status_code == 429:
             raise _Retryable(FailureKind.RATE_LIMITED, f"{url} rate-limited the request (HTTP 429)", _retry_after(resp))
@@ -125,12 +150,55 @@ class HttpSearchClient:
             raise _Retryable(FailureKind.HTTP_STATUS, f"{url} answered HTTP {resp.status_code}")
         if resp.status_code >= 400:
             hint = " (check the API key)" if resp.status_code in (401, 403) else ""
-            raise SearchFailure(FailureKind.HTTP_STATUS,
-                                f"{url} answered HTTP {resp.status_code}{hint}: {resp.text[:200]!r}")
+            raise SearchFailure(FailureKind.HTTP_STATUS, f"{url} answered HTTP {resp.status_code}{hint}: {_preview(body)}")
         try:
-            return resp.json()
-        except ValueError:
-            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{url} answered non-JSON: {resp.text[:200]!r}") from None
+            if len(body) > _PARSE_IN_THREAD_BYTES:
+                return await asyncio.to_thread(json.loads, body)
+            return json.loads(body)
+        except (ValueError, RecursionError) as e:  # not JSON, or nested deeper than the decoder recurses
+            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{url} answered non-JSON ({type(e).__name__}): "
+                                                         f"{_preview(body)}") from None
+
+    async def _send(self, url: str, json_body: Any | None, files: dict | None) -> tuple[httpx.Response, bytes]:
+        """POST and read the answer, following at most `max_redirects` redirects within the request's origin."""
+        for hop in range(self.cfg.max_redirects + 1):
+            request = self._client.build_request("POST", url, json=json_body, files=files)
+            resp = await self._client.send(request, stream=True)
+            try:
+                if not resp.is_redirect:
+                    return resp, await self._read_capped(resp, url)
+                try:
+                    target = request.url.join(resp.headers["location"])
+                except httpx.InvalidURL as e:
+                    raise SearchFailure(FailureKind.HTTP_STATUS, f"{url} redirected to an invalid URL ({e})") from None
+                if _origin(target) != _origin(request.url):
+                    raise SearchFailure(FailureKind.HTTP_STATUS, f"{url} redirected to another origin "
+                                        f"({target.scheme}://{target.host}); not followed: the API key and the request "
+                                        "are never sent to another host")
+                if hop == self.cfg.max_redirects:
+                    why = ("redirects are not followed (http.max_redirects = 0)" if hop == 0 else
+                           f"more than http.max_redirects = {self.cfg.max_redirects} redirects (a loop?)")
+                    raise SearchFailure(FailureKind.HTTP_STATUS, f"{url} answered HTTP {resp.status_code} "
+                                                                 f"to {target}: {why}")
+                url = str(target)  # same origin: the same POST again (a search request is idempotent)
+            finally:
+                await resp.aclose()
+        raise AssertionError("unreachable")  # the loop returns or raises on its last hop
+
+    async def _read_capped(self, resp: httpx.Response, url: str) -> bytes:
+        """The decoded body, or `bad_payload` as soon as it exceeds `max_response_bytes` (never buffered whole)."""
+        limit = self.cfg.max_response_bytes
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{url} announced a {int(declared)}-byte answer, more than "
+                                                         f"http.max_response_bytes = {limit}")
+        body = bytearray()
+        async for chunk in resp.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise SearchFailure(FailureKind.BAD_PAYLOAD, f"{url} answered more than http.max_response_bytes = "
+                                                             f"{limit} bytes; the answer was dropped")
+        return bytes(body)
 
     async def post(self, path: str, json_body: Any | None = None, files: dict | None = None) -> Any:
         """The decoded JSON answer, or `SearchFailure` (after retries, within `total_timeout_s`)."""
@@ -156,6 +224,8 @@ class HttpSearchClient:
         except asyncio.TimeoutError:
             raise self.fail(FailureKind.TIMEOUT, f"{url}: no answer within the total {self.cfg.total_timeout_s}s "
                                                   f"({attempts[0]} attempts)") from None
+        except Exception as e:  # anything unforeseen is still a typed, counted failure of this client
+            raise self.fail(FailureKind.INTERNAL, f"{url}: {type(e).__name__}: {e}") from None
         self.counts["ok"] += 1
         return result
 

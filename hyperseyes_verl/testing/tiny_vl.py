@@ -63,7 +63,14 @@ _CORPUS = [
 
 
 def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_size: int = 600) -> Path:
-    """Write a tiny random `family` ("qwen2_5_vl" | "qwen3_vl") model, tokenizer and processor."""
+    """Write a tiny random `family` ("qwen2_5_vl" | "qwen3_vl") model, tokenizer and processor.
+
+    Self-sufficient: without torchvision the Qwen-VL processors refuse the plain video processor used here, so the
+    CPU stand-in (`cpu_patches.apply_processor_patch`, a no-op where torchvision exists) is applied first; loading
+    the checkpoint again in another process needs the same patch (or torchvision)."""
+    from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
+
+    apply_processor_patch()
     import torch
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers

@@ -18,8 +18,10 @@ import json
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +34,10 @@ NONE = -1  # "no reference"
 _UNSEEN = np.iinfo(np.int32).max  # candidate sentinel: no correct rollout with rounds >= 1 this epoch
 _FORMAT = 1
 _FILE_RE = re.compile(r"^step_(\d+)\.npz$")
+_TEMP_RE = re.compile(r"^\.step_\d+\..*\.tmp$")  # what `save` writes before its os.replace
+_TEMP_OWNER_RE = re.compile(r"^\.step_\d+\.(\w+)-(\d+)\.")  # host and pid of the writer, in the temp name
+_HOST = re.sub(r"\W", "_", socket.gethostname()) or "host"
+ORPHAN_AGE_S = 3600.0  # a temp file untouched this long is an orphan whoever wrote it (a save takes seconds)
 # the per-key int32 columns and the value of a fresh slot
 _COLUMNS = {"ref_r": NONE, "ref_s": NONE, "cand_r": _UNSEEN, "cand_s": _UNSEEN, "n_correct": 0}
 _MIN_CAPACITY = 1024
@@ -77,6 +83,7 @@ class ReferenceStore:
         self.config = config or StoreConfig()
         self._lock = threading.Lock()
         self._set_state(_empty_state())
+        self._swept: set[str] = set()  # directories already cleared of orphan temp files by this store
 
     # ---- registration and observation (during an epoch) -----------------------------------------------------
     def __len__(self) -> int:
@@ -245,10 +252,11 @@ class ReferenceStore:
     def save(self, directory: str, step: int) -> str:
         """Atomic snapshot `<directory>/step_<step>.npz` (temp file + fsync + os.replace + dir fsync)."""
         os.makedirs(directory, exist_ok=True)
+        self._sweep(directory)
         with self._lock:
             arrays = {k: v.copy() for k, v in self._arrays().items()}
         final = os.path.join(directory, f"step_{int(step)}.npz")
-        fd, tmp = tempfile.mkstemp(prefix=f".step_{int(step)}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".step_{int(step)}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
@@ -277,7 +285,9 @@ class ReferenceStore:
 
         Unreadable snapshots (a crash mid-write leaves only a temp file, but disks lie) are skipped with a
         warning. Returns the step loaded, or None when there is none (the state is then left unchanged).
+        Temp files of writes that were killed are deleted.
         """
+        self._sweep(directory)
         for snap_step, path in snapshots(directory):
             if step is not None and snap_step > step:
                 continue
@@ -308,6 +318,52 @@ class ReferenceStore:
         self.lam = meta["lam"]
         (self._obs, self._sum_correct_rounds, self._n_correct_all, self._sum_ref_of_correct,
          self._n_ref_of_correct) = (int(x) for x in meta["sums"])
+
+
+    def _sweep(self, directory: str) -> None:
+        """Once per directory (on start: the first load or save), delete orphan temp files: they are never a
+        snapshot, and a process killed mid-write leaves one each time."""
+        key = os.path.abspath(directory)
+        if key in self._swept:
+            return
+        self._swept.add(key)
+        if (removed := remove_orphan_temp_files(directory)):
+            logger.info("removed %d orphan TRACE snapshot temp file(s) from %s (writes that were killed)",
+                        removed, directory)
+
+
+def remove_orphan_temp_files(directory: str, max_age_s: float = ORPHAN_AGE_S) -> int:
+    """Delete the `.step_<n>.*.tmp` files that interrupted saves left in `directory`; returns how many.
+
+    Several processes may save into one folder, so a temp file is deleted only when its writer is gone: the
+    name says it was this host's process and that process no longer exists, or it is older than `max_age_s`
+    (another host's writer, or a name without an owner)."""
+    if not os.path.isdir(directory):
+        return 0
+    removed, now = 0, time.time()
+    for name in os.listdir(directory):
+        if not _TEMP_RE.match(name):
+            continue
+        path = os.path.join(directory, name)
+        owner = _TEMP_OWNER_RE.match(name)
+        try:
+            dead = owner is not None and owner.group(1) == _HOST and not _pid_alive(int(owner.group(2)))
+            if dead or now - os.path.getmtime(path) > max_age_s:
+                os.unlink(path)
+                removed += 1
+        except FileNotFoundError:  # its writer finished (os.replace) or another sweeper got it first
+            pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def snapshots(directory: str) -> list[tuple[int, str]]:

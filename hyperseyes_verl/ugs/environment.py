@@ -13,14 +13,17 @@ Turn semantics:
   `max_tool_rounds` rounds, are refused (`round_budget`); at `max_turns` the episode ends (`turn_budget`).
 - all calls of a turn are dispatched together, so a crop made in a turn is usable as `image_id` only from
   the next turn on.
-- the observation holds one tool message per parsed call, in order (error lines included), then one for the
-  blocks that could not be parsed; the budget hint and the re-stated question close the last message.
+- the observation holds one tool message per parsed call, in order (error lines included; calls beyond
+  `max_calls_per_turn` share one message), then one for the blocks that could not be parsed (the first
+  `MAX_ERROR_LINES` shown, the rest summarized); the budget hint and the re-stated question close the last message.
+- cost is linear in the message: text the model wrote is echoed back clipped, and a long message is parsed
+  in a worker thread so the event loop (other rollouts' searches) keeps running.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from collections import Counter
 from numbers import Real
 from typing import Any
 
@@ -28,8 +31,15 @@ from PIL import Image
 
 from hyperseyes_verl.search.base import FailureKind, Hit, SearchBackend, SearchFailure
 from hyperseyes_verl.ugs import render
-from hyperseyes_verl.ugs.images import CropResult, ImageRegistry, short_repr
-from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, parse_turn
+from hyperseyes_verl.ugs.images import (
+    UNREADABLE_SOURCE,
+    CropResult,
+    ImageRegistry,
+    in_other_units,
+    short_repr,
+    units_reason,
+)
+from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, decode_json_value, parse_turn
 from hyperseyes_verl.ugs.render import ContentBuilder, SearchOutcome
 from hyperseyes_verl.ugs.schema import IMAGE_SEARCH, TEXT_SEARCH, TOOL_NAMES
 from hyperseyes_verl.ugs.types import EpisodeStats, FinishReason, Observation, RoundStats, StepResult, UGSConfig
@@ -37,6 +47,8 @@ from hyperseyes_verl.ugs.types import EpisodeStats, FinishReason, Observation, R
 # Plan items of one call, rendered after the searches return:
 # ("error", kind, message) | ("query", query, job) | ("crop", CropResult, job | None) | ("whole", image_id, job)
 _Item = tuple[str, Any, Any]
+MAX_ERROR_LINES = 16  # unusable blocks listed one by one; the rest are summarized by kind (bounded observation)
+_THREAD_PARSE_CHARS = 16_384  # messages longer than this are parsed off the event loop
 
 
 class SearchEnvironment:
@@ -69,7 +81,10 @@ class SearchEnvironment:
                                "create a new SearchEnvironment for the next episode")
         may_call = self.tool_rounds_left > 0
         self.stats.turns += 1
-        turn = parse_turn(assistant_text)
+        if isinstance(assistant_text, str) and len(assistant_text) > _THREAD_PARSE_CHARS:
+            turn = await asyncio.to_thread(parse_turn, assistant_text)
+        else:
+            turn = parse_turn(assistant_text)
 
         if turn.answer is not None or turn.n_tool_blocks == 0:
             self.stats.errors.update(e.kind for e in turn.errors)
@@ -117,6 +132,7 @@ class SearchEnvironment:
             b.text("\n" + hint)
         if self.config.restate_question:
             b.text("\n" + render.question_line(self.question))
+        b.flush()
 
     # ------------------------------------------------------------------ one tool round
 
@@ -130,28 +146,38 @@ class SearchEnvironment:
         # while being cut sends none)
         jobs: list[tuple[str, Any]] = []
         plans: list[tuple[ToolCall, list[_Item]]] = []
-        for i, call in enumerate(turn.calls):
+        for call in turn.calls[: cfg.max_calls_per_turn]:
             items: list[_Item] = []
-            if i >= cfg.max_calls_per_turn:
-                items.append(("error", "too_many_calls", f"not executed: at most {cfg.max_calls_per_turn} tool calls "
-                                                         "run per turn; put more boxes or queries into one call"))
-            elif call.name == IMAGE_SEARCH:
-                rs.tool_calls += self._plan_image(call, usable, items, jobs)
-            elif call.name == TEXT_SEARCH:
-                rs.tool_calls += self._plan_text(call, items, jobs)
-            else:
-                items.append(("error", "unknown_tool", f"unknown tool {call.name!r}; the tools are "
-                                                       f"{', '.join(sorted(TOOL_NAMES))}"))
+            n_jobs = len(jobs)
+            try:
+                if call.name == IMAGE_SEARCH:
+                    rs.tool_calls += self._plan_image(call, usable, items, jobs)
+                elif call.name == TEXT_SEARCH:
+                    rs.tool_calls += self._plan_text(call, items, jobs)
+                else:
+                    items.append(("error", "unknown_tool", f"unknown tool {_short(call.name)}; the tools are "
+                                                           f"{', '.join(sorted(TOOL_NAMES))}"))
+            except Exception as e:  # a planning bug must not end the rollout: the call becomes a counted line
+                del jobs[n_jobs:]
+                items = [("error", "internal", f"the call could not be run ({type(e).__name__}: {_short(str(e))})")]
             plans.append((call, items))
 
         outcomes = await asyncio.gather(*(self._run_job(kind, payload) for kind, payload in jobs))
 
         messages = [self._render_call(i, call, items, outcomes, rs) for i, (call, items) in enumerate(plans)]
+        if (n_extra := len(turn.calls) - cfg.max_calls_per_turn) > 0:
+            rs.errors["too_many_calls"] += n_extra
+            b = ContentBuilder().text(f"tool calls #{cfg.max_calls_per_turn + 1}-#{len(turn.calls)}:\n")
+            render.render_error(b, "too_many_calls", f"{n_extra} call(s) not executed: at most {cfg.max_calls_per_turn} "
+                                                      "tool calls run per turn; put more boxes or queries into one call")
+            messages.append(b.message())
         if turn.errors:
             b = ContentBuilder().text("Parts of this turn that could not be used:\n")
-            for e in turn.errors:
-                rs.errors[e.kind] += 1
+            rs.errors.update(e.kind for e in turn.errors)
+            for e in turn.errors[:MAX_ERROR_LINES]:
                 render.render_error(b, e.kind, e.message)
+            if len(turn.errors) > MAX_ERROR_LINES:
+                b.text(_more_errors_line(Counter(e.kind for e in turn.errors[MAX_ERROR_LINES:])))
             messages.append(b.message())
 
         rs.searches = sum(1 for outcome in outcomes if outcome is not None)
@@ -220,20 +246,22 @@ class SearchEnvironment:
             if self._turn_first_id <= _id_number(image_id) < self.registry.n_assigned:
                 why = (f"{image_id} was created in this same turn; all calls of a turn run together, so use it "
                        "from the next turn on")
-            else:
+            elif image_id in self.registry.known_ids:
                 try:
                     self.registry.get(image_id)
                     why = f"{image_id} is not usable"
                 except KeyError as e:
                     why = e.args[0]
+            else:
+                why = f"unknown image id {_short(image_id)}; known ids: {', '.join(self.registry.ids) or 'none'}"
             items.append(("error", "unknown_image_id", why))
             return False
         area = args.get("area")
         if isinstance(area, str):
-            try:
-                area = json.loads(area)
-            except ValueError:
-                items.append(("error", "bad_arguments", f'"area" must be a list of boxes, got the string {_short(area)}'))
+            area, err = decode_json_value(area)
+            if err is not None:
+                items.append(("error", "bad_arguments", f'"area" must be a list of boxes, got the string '
+                                                        f"{_short(args['area'])} ({err})"))
                 return False
         if area is None or area == []:
             items.append(("whole", image_id, len(jobs)))
@@ -244,12 +272,21 @@ class SearchEnvironment:
             return False
         if len(area) == 4 and all(isinstance(v, Real) and not isinstance(v, bool) for v in area):
             area = [area]  # one flat box
+        # One box in pixels / 0-1000 means the call was written in those units: its boxes that happen to be <= 1
+        # are not fractions either (the first would crop the whole image and pass), so all of them are refused.
+        units = next((b for b in area[:cfg.max_boxes_per_call] if in_other_units(b)), None)
         for j, box in enumerate(area):
             if j >= cfg.max_boxes_per_call:
                 items.append(("error", "too_many_boxes", f"box {_short(box)} not cropped: at most "
                                                          f"{cfg.max_boxes_per_call} boxes per image_search"))
                 continue
-            crop = self.registry.plan_crop(image_id, box)
+            if units is not None:
+                size = self.registry.get(image_id).size
+                why = units_reason(units, *size) + ("" if box is units else f"; this call's other boxes are read "
+                                                    "in the same units")
+                crop = self.registry.reject(image_id, box, "bad_box_units", why)
+            else:
+                crop = self.registry.plan_crop(image_id, box)
             if crop.error_kind is None:
                 items.append(("crop", crop, len(jobs)))
                 jobs.append(("crop", crop))
@@ -259,11 +296,17 @@ class SearchEnvironment:
 
     def _render_call(self, i: int, call: ToolCall, items: list[_Item], outcomes: list[SearchOutcome],
                      rs: RoundStats) -> dict[str, Any]:
-        b = ContentBuilder().text(f"{call.name} #{i + 1}:\n")
+        b = ContentBuilder().text(f"{render.clip(call.name, 80)} #{i + 1}:\n")
+        shown = 0
+        unshown: Counter = Counter()  # error lines past MAX_ERROR_LINES: counted, summarized in one line
         for kind, a, job in items:
             if kind == "error":
                 rs.errors[a] += 1
-                render.render_error(b, a, job)
+                if shown < MAX_ERROR_LINES:
+                    shown += 1
+                    render.render_error(b, a, job)
+                else:
+                    unshown[a] += 1
             elif kind == "query":
                 render.render_text_query(b, a, outcomes[job], self.config)
             elif kind == "whole":
@@ -274,8 +317,11 @@ class SearchEnvironment:
                     rs.crops_ok += 1
                 else:
                     rs.crops_failed += 1
-                    rs.errors[crop.error_kind] += 1
+                    if crop.error_kind != UNREADABLE_SOURCE:  # a broken input file is a search failure, not the model's
+                        rs.errors[crop.error_kind] += 1
                 render.render_crop(b, crop, None if job is None else outcomes[job], self.config)
+        if unshown:
+            b.text(_more_errors_line(unshown))
         return b.message()
 
     async def _run_job(self, kind: str, payload: Any) -> SearchOutcome | None:
@@ -284,6 +330,8 @@ class SearchEnvironment:
             return await self._search("text", payload)
         if kind == "crop":
             crop = await asyncio.to_thread(self.registry.cut, payload)
+            if crop.error_kind == UNREADABLE_SOURCE:  # counted once, as the whole-image path counts it
+                return SearchOutcome(failure_kind=FailureKind.INTERNAL.value, failure_message=crop.reason)
             return await self._search("image", crop.image) if crop.ok else None
         try:
             image = await asyncio.to_thread(self.registry.whole, payload)
@@ -318,6 +366,11 @@ class SearchEnvironment:
         if kind == "text" and cfg.min_text_relevance > 0:
             hits = [h for h in hits if h.score is None or h.score >= cfg.min_text_relevance]
         return SearchOutcome(hits=hits[: cfg.top_k])
+
+
+def _more_errors_line(kinds: Counter) -> str:
+    return (f"... and {sum(kinds.values())} more errors not listed: "
+            + ", ".join(f"{kind} x{n}" for kind, n in kinds.most_common()) + "\n")
 
 
 def _id_number(image_id: str) -> int:

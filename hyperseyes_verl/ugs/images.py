@@ -2,8 +2,10 @@
 
 Input images are `img_0 … img_{n-1}`. Every requested box takes the next id `img_N` whether or not its crop
 succeeds (the official release advances the counter on failed crops; keeping that keeps ids comparable with
-its trajectories). Coordinates are fractions of the source image; values outside [0, 1] are clamped
-(official behaviour), everything else that cannot be a box is rejected with a reason the model can act on.
+its trajectories). Coordinates are fractions of the source image; negative values are clamped to 0 (official
+behaviour). A coordinate above 1 means the model wrote pixels or Qwen's 0-1000 grid: clamping that would crop the
+whole image and count it a success, so it is its own error, `bad_box_units` (the environment applies it to every box
+of that call). Everything else that cannot be a box is rejected with a reason the model can act on.
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from hyperseyes_verl.ugs.types import UGSConfig
 
 Box = tuple[float, float, float, float]
 _PENDING = object()  # registry value of a crop whose pixels are being cut
+# error kind of a crop whose *input* image cannot be decoded (a truncated dataset file): a data fault that the
+# environment counts as a search failure, never as the model's crop error
+UNREADABLE_SOURCE = "image_unreadable"
 
 
 @dataclass
@@ -26,7 +31,8 @@ class CropResult:
     source_id: str
     box: Box | None  # the clamped box, None when the value was not a box at all
     image: Image.Image | None = None  # RGB, long side <= crop_max_side; None on failure
-    error_kind: str | None = None  # bad_box_arity|bad_box_value|bad_box_nonfinite|bad_box_inverted|crop_too_small|crop_error
+    # bad_box_arity|bad_box_value|bad_box_nonfinite|bad_box_units|bad_box_inverted|crop_too_small|crop_error|image_unreadable
+    error_kind: str | None = None
     reason: str = ""
 
     @property
@@ -47,6 +53,11 @@ class ImageRegistry:
         self._next = len(images)
         self.n_inputs = len(images)
         self._load_lock = threading.Lock()  # PIL's lazy decoding of an opened file is not thread-safe
+
+    @property
+    def known_ids(self) -> set[str]:
+        """Every id handed out (usable, failed or pending)."""
+        return set(self._images)
 
     def __contains__(self, image_id: object) -> bool:
         """True for ids whose image is ready (inputs and finished crops)."""
@@ -96,11 +107,18 @@ class ImageRegistry:
         return CropResult(new_id, source_id, clamped)
 
     def cut(self, crop: CropResult) -> CropResult:
-        """Cut a planned crop: RGB, long side <= crop_max_side. A decoding error fails the crop (`crop_error`)."""
+        """Cut a planned crop: RGB, long side <= crop_max_side. An input that cannot be decoded fails it
+        (`image_unreadable`), any other pixel error too (`crop_error`)."""
         if crop.error_kind is not None or crop.image is not None:
             return crop
         try:
             source = self._loaded(crop.source_id)
+        except Exception as e:  # the input file itself is broken (e.g. truncated): not the box's fault
+            crop.error_kind = UNREADABLE_SOURCE
+            crop.reason = f"{crop.source_id} could not be decoded ({type(e).__name__}: {e})"
+            self._images[crop.image_id] = None
+            return crop
+        try:
             left, top, right, bottom = to_pixels(crop.box, source.width, source.height)  # type: ignore[arg-type,union-attr]
             piece = source.crop((left, top, right, bottom))  # type: ignore[union-attr]
             crop.image = fit_long_side(piece if piece.mode == "RGB" else piece.convert("RGB"), self.config.crop_max_side)
@@ -122,13 +140,21 @@ class ImageRegistry:
             image.load()
         return image
 
+    def reject(self, source_id: str, box: object, kind: str, reason: str) -> CropResult:
+        """Take the next id for a box refused by the caller (e.g. `bad_box_units` for a whole call); never cut."""
+        self.get(source_id)
+        new_id = self.next_id()
+        self._images[new_id] = None
+        return CropResult(new_id, source_id, None, error_kind=kind, reason=reason)
+
     def crop(self, source_id: str, box: object) -> CropResult:
         """Plan and cut in one call. The id is consumed even when the crop fails."""
         return self.cut(self.plan_crop(source_id, box))
 
 
 def validate_box(box: object, width: int, height: int, min_px: int) -> tuple[Box | None, str | None, str]:
-    """(clamped box, error kind or None, reason). Clamps to [0, 1]; rejects what cannot be a box."""
+    """(clamped box, error kind or None, reason). Clamps negatives to 0; rejects what cannot be a box, and
+    coordinates above 1 (other units) as `bad_box_units`."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         n = len(box) if isinstance(box, (list, tuple)) else type(box).__name__
         return None, "bad_box_arity", f"a box must be 4 numbers [x1, y1, x2, y2], got {short_repr(box)} ({n})"
@@ -140,17 +166,36 @@ def validate_box(box: object, width: int, height: int, min_px: int) -> tuple[Box
         values = [math.inf]
     if not all(math.isfinite(v) for v in values):
         return None, "bad_box_nonfinite", f"box values must be finite, got {short_repr(box)}"
-    x1, y1, x2, y2 = (min(1.0, max(0.0, v)) for v in values)
+    if max(values) > 1:
+        return None, "bad_box_units", units_reason(box, width, height)
+    x1, y1, x2, y2 = (max(0.0, v) for v in values)
     clamped = (x1, y1, x2, y2)
     if x2 <= x1 or y2 <= y1:
-        hint = " (coordinates are fractions in [0, 1], not pixels or 0-1000)" if max(values) > 1 else ""
         return clamped, "bad_box_inverted", (f"box {short_repr(box)} is empty after clamping to [0, 1]: need x1 < x2 and "
-                                             f"y1 < y2{hint}")
+                                             f"y1 < y2")
     left, top, right, bottom = to_pixels(clamped, width, height)
     if right - left < min_px or bottom - top < min_px:
         return clamped, "crop_too_small", (f"box {short_repr(box)} is {right - left}x{bottom - top} px of a {width}x{height} "
                                            f"image; crops need at least {min_px} px per side")
     return clamped, None, ""
+
+
+def in_other_units(box: object) -> bool:
+    """A box of 4 finite numbers with a coordinate above 1: pixels or Qwen's 0-1000 grid, not fractions. Clamping
+    it would silently crop the whole image (the first box) or nothing; every box of its call is then suspect."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return False
+    if not all(isinstance(v, Real) and not isinstance(v, bool) for v in box):
+        return False
+    try:
+        return any(math.isfinite(float(v)) and float(v) > 1 for v in box)
+    except OverflowError:
+        return False
+
+
+def units_reason(box: object, width: int, height: int) -> str:
+    return (f"box {short_repr(box)} has a coordinate above 1: boxes are fractions of the image in [0, 1], not pixels "
+            f"or 0-1000; divide x by the width ({width}) and y by the height ({height}) of the image")
 
 
 def to_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:

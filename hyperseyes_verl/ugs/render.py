@@ -13,9 +13,11 @@ from PIL import Image
 
 from hyperseyes_verl.search.base import Hit
 from hyperseyes_verl.ugs.images import Box, CropResult
+from hyperseyes_verl.ugs.parser import utf8_safe
 from hyperseyes_verl.ugs.types import UGSConfig
 
 _WS_RE = re.compile(r"\s+")
+MAX_ERROR_CHARS = 600  # an error line quotes what the model wrote; never all of it
 
 
 @dataclass
@@ -32,23 +34,39 @@ class SearchOutcome:
 
 
 class ContentBuilder:
-    """Accumulates content blocks, merging adjacent text so messages stay compact."""
+    """Accumulates content blocks, merging adjacent text so messages stay compact.
+
+    Text pieces are collected in a list and joined once per block (`+=` on a dict value copies the whole
+    block every time: quadratic in the lines of a long observation). Every piece is made UTF-8 safe, so
+    nothing echoed from the model can break the encoding of the observation."""
 
     def __init__(self, blocks: list[dict[str, Any]] | None = None) -> None:
         self.blocks: list[dict[str, Any]] = [] if blocks is None else blocks  # appended to in place
+        self._pending: list[str] = []
 
     def text(self, s: str) -> "ContentBuilder":
-        if self.blocks and self.blocks[-1]["type"] == "text":
-            self.blocks[-1]["text"] += s
-        elif s:
-            self.blocks.append({"type": "text", "text": s})
+        if s:
+            self._pending.append(utf8_safe(s))
         return self
 
     def image(self, image: Image.Image) -> "ContentBuilder":
+        self.flush()
         self.blocks.append({"type": "image", "image": image})
         return self
 
+    def flush(self) -> None:
+        """Move the pending text into the blocks (merged with a text block that ends them)."""
+        if not self._pending:
+            return
+        joined = "".join(self._pending)
+        self._pending.clear()
+        if self.blocks and self.blocks[-1]["type"] == "text":
+            self.blocks[-1]["text"] += joined
+        else:
+            self.blocks.append({"type": "text", "text": joined})
+
     def message(self) -> dict[str, Any]:
+        self.flush()
         return {"role": "tool", "content": self.blocks}
 
 
@@ -57,8 +75,11 @@ def format_box(box: Box) -> str:
 
 
 def clip(s: str, limit: int) -> str:
-    s = _WS_RE.sub(" ", s).strip()
-    return s if len(s) <= limit else s[: max(0, limit - 1)].rstrip() + "…"
+    """`s` on one line, cut to `limit` characters (only a bounded prefix is scanned: `s` may be megabytes)."""
+    scanned = 4 * limit + 64
+    cut = len(s) > scanned
+    s = _WS_RE.sub(" ", s[:scanned]).strip()
+    return s if len(s) <= limit and not cut else s[: max(0, limit - 1)].rstrip() + "…"
 
 
 def render_hits(b: ContentBuilder, outcome: SearchOutcome, config: UGSConfig) -> None:
@@ -74,7 +95,7 @@ def render_hits(b: ContentBuilder, outcome: SearchOutcome, config: UGSConfig) ->
         if hit.snippet:
             b.text(f"     {clip(hit.snippet, config.snippet_chars)}\n")
         if hit.url:
-            b.text(f"     {hit.url}\n")
+            b.text(f"     {clip(hit.url, 300)}\n")  # a hostile backend may answer a URL of megabytes
 
 
 def render_text_query(b: ContentBuilder, query: str, outcome: SearchOutcome, config: UGSConfig) -> None:
@@ -84,7 +105,7 @@ def render_text_query(b: ContentBuilder, query: str, outcome: SearchOutcome, con
 
 def render_crop(b: ContentBuilder, crop: CropResult, outcome: SearchOutcome | None, config: UGSConfig) -> None:
     if not crop.ok:
-        b.text(f"{crop.image_id}: crop failed ({crop.error_kind}): {crop.reason}\n")
+        b.text(f"{crop.image_id}: crop failed ({crop.error_kind}): {clip(crop.reason, MAX_ERROR_CHARS)}\n")
         return
     b.text(f"{crop.image_id}: ").image(crop.image).text(  # type: ignore[arg-type]
         f" (crop of {crop.source_id}, box {format_box(crop.box)})\n")  # type: ignore[arg-type]
@@ -98,7 +119,7 @@ def render_whole_image(b: ContentBuilder, image_id: str, outcome: SearchOutcome,
 
 
 def render_error(b: ContentBuilder, kind: str, message: str) -> None:
-    b.text(f"Error ({kind}): {message}\n")
+    b.text(f"Error ({kind}): {clip(message, MAX_ERROR_CHARS)}\n")
 
 
 def budget_hint(rounds_left: int, config: UGSConfig) -> str | None:

@@ -9,7 +9,13 @@ process and registers then:
 - `verl.experimental.agent_loop` → `hyperseyes_agent` in `_agent_loop_registry` (a `_target_` string:
   the agent loop module itself is imported by hydra only when a trajectory uses it);
 - `verl.trainer.ppo.v1` → imports `hyperseyes_verl.verl.trainer` (registers trainer mode `hyperseyes_sync`);
-- `verl.trainer.distillation` → imports `hyperseyes_verl.verl.distill_loss` (distillation loss modes).
+- `verl.trainer.distillation` → imports `hyperseyes_verl.verl.distill_loss` (distillation loss modes);
+- `verl.utils.tensordict_utils`, `verl.models.transformers.qwen2_vl` → `hyperseyes_verl.verl.verl_fixes` (two verl
+  0.9.1 defects, patches/README.md).
+
+With `HYPERSEYES_CPU_RUNTIME=1` (and only then) it also switches the CPU runtime on (`hyperseyes_verl/verl/cpu`):
+the `cpu` platform at once, then `rollout.name=hf` when `verl.workers.rollout.replica` loads and verl's FSDP
+engines for the cpu device when `verl.workers.engine` loads.
 
 Optional parts are registered only when their module exists (`importlib.util.find_spec`); when it exists
 and fails, that is an error. verl swallows plugin exceptions at DEBUG level, so every failure here is
@@ -80,12 +86,34 @@ HOOKS: dict[str, tuple[str, Callable[[], None], str]] = {
         _import_optional("hyperseyes_verl.verl.trainer"),
         "install the V1 trainer's dependencies (pip install TransferQueue pyzmq msgspec) and run "
         "`python -c 'import hyperseyes_verl.verl.trainer'` to see the error"),
+    "verl.utils.tensordict_utils": (
+        "installing the equal-length position_ids workaround (hyperseyes_verl.verl.verl_fixes)",
+        lambda: importlib.import_module("hyperseyes_verl.verl.verl_fixes").install_position_ids_fix(),
+        "run `python -c 'import hyperseyes_verl.verl.verl_fixes as f; f.install()'` to see the error; without it "
+        "a batch whose sequences all have one length crashes compute_log_prob (see patches/README.md)"),
+    "verl.models.transformers.qwen2_vl": (
+        "installing the Qwen2-VL text-only sample workaround (hyperseyes_verl.verl.verl_fixes)",
+        lambda: importlib.import_module("hyperseyes_verl.verl.verl_fixes").install_qwen2_vl_text_only_fix(),
+        "without it a text-only sample crashes the Qwen2/2.5-VL forward (see patches/README.md)"),
     "verl.trainer.distillation": (
         "importing hyperseyes_verl.verl.distill_loss (distillation loss modes)",
         _import_optional("hyperseyes_verl.verl.distill_loss"),
         "run `python -c 'import hyperseyes_verl.verl.distill_loss'` to see the error; without it the "
         "HyperEyes distillation loss_mode is unknown to verl"),
 }
+
+
+def _cpu_runtime_hooks() -> dict[str, tuple[str, Callable[[], None], str]]:
+    from hyperseyes_verl.verl.cpu import runtime
+
+    return {
+        "verl.workers.rollout.replica": (
+            "registering the HF CPU rollout (rollout.name=hf)", runtime.register_rollout,
+            "run `python -c 'import hyperseyes_verl.verl.cpu.hf_replica'` to see the error"),
+        "verl.workers.engine": (
+            "registering verl's FSDP engines for the cpu device", runtime.register_engines,
+            "check that verl==0.9.1 is installed"),
+    }
 
 
 def _run_hook(package: str) -> None:
@@ -139,6 +167,16 @@ _FINDER = _AfterImportFinder()
 def install() -> None:
     """Idempotent: hook the registry packages; run the hooks of those already imported."""
     try:
+        from hyperseyes_verl.verl import cpu
+
+        if cpu.requested() and "verl.workers.engine" not in HOOKS:
+            try:
+                from hyperseyes_verl.verl.cpu import runtime
+
+                runtime.activate()
+                HOOKS.update(_cpu_runtime_hooks())
+            except Exception:
+                _report("switching the CPU runtime on (HYPERSEYES_CPU_RUNTIME=1)", "read the error above")
         if not any(isinstance(f, _AfterImportFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _FINDER)
         for package in HOOKS:

@@ -22,18 +22,29 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopWorker
 
-from hyperseyes_verl.opd import OPDConfig, TeacherStatus, eligible_from_info, placeholder_teacher_outputs
+from hyperseyes_verl.opd import (
+    TEACHER_OUTPUT_PROBLEMS,
+    OPDConfig,
+    TeacherStatus,
+    check_teacher_outputs,
+    eligible_from_info,
+    placeholder_teacher_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class TeacherLengthMismatch(RuntimeError):
-    """The teacher returned a number of positions different from the sequence it was given."""
+class TeacherOutputInvalid(RuntimeError):
+    """The teacher answered with outputs that cannot be distilled from (`problem`: TEACHER_OUTPUT_PROBLEMS)."""
+
+    def __init__(self, problem: str, message: str):
+        super().__init__(message)
+        self.problem = problem
 
 
 def _retryable(exc: BaseException) -> bool:
-    # a length mismatch is deterministic for a given sequence: retrying would only waste teacher time
-    return not isinstance(exc, TeacherLengthMismatch | AssertionError)
+    # unusable outputs (wrong length / width, NaN) are deterministic for a sequence: a retry only wastes time
+    return not isinstance(exc, TeacherOutputInvalid | AssertionError)
 
 
 class GatedTeacherMixin:
@@ -50,7 +61,7 @@ class GatedTeacherMixin:
         if not hasattr(self, "_opd_counts"):
             self._opd_counts = {"teacher_calls": 0, "teacher_skips": 0, "teacher_failures": 0,
                                 "teacher_tokens_scored": 0, "teacher_timeouts": 0, "teacher_errors": 0,
-                                "teacher_length_mismatches": 0}
+                                **{f"teacher_{p}": 0 for p in TEACHER_OUTPUT_PROBLEMS}}
         return self._opd_counts
 
     def _teacher_k(self) -> int:
@@ -88,12 +99,15 @@ class GatedTeacherMixin:
                 with attempt:
                     await asyncio.wait_for(parent(output, prompt_ids, response_ids, validate, sample_kwargs),
                                            timeout=cfg.teacher_timeout_s)
-                    got = [int(output.extra_fields[k].shape[0]) for k in ("teacher_ids", "teacher_logprobs")]
-                    if got != [seq_len, seq_len]:
-                        raise TeacherLengthMismatch(f"teacher returned {got} positions for a {seq_len}-token sequence")
+                    check = check_teacher_outputs(output.extra_fields.get("teacher_ids"),
+                                                  output.extra_fields.get("teacher_logprobs"), seq_len,
+                                                  self._teacher_k())
+                    if not check.ok:
+                        raise TeacherOutputInvalid(check.problem, check.message)
         except Exception as e:  # noqa: BLE001 - every fault masks this sample and is counted, never raised
             kind = ("teacher_timeouts" if isinstance(e, asyncio.TimeoutError | TimeoutError) else
-                    "teacher_length_mismatches" if isinstance(e, TeacherLengthMismatch | AssertionError) else
+                    f"teacher_{e.problem}" if isinstance(e, TeacherOutputInvalid) else
+                    "teacher_wrong_length" if isinstance(e, AssertionError) else  # verl's own length assert
                     "teacher_errors")
             counts[kind] += 1
             counts["teacher_failures"] += 1
@@ -115,27 +129,38 @@ class GatedAgentLoopManager(AgentLoopManager):
         super().__init__(*args, **kwargs)
 
 
-def _tq_classes():
-    """TransferQueue-backed classes; built lazily so this module imports without transfer_queue."""
-    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
+def gated_worker_tq_class() -> type:
+    """A fresh V1 worker class (GatedTeacherMixin + the plain class behind verl's @ray.remote AgentLoopWorkerTQ).
 
-    class GatedAgentLoopWorkerTQ(GatedTeacherMixin, AgentLoopWorkerTQ.__ray_actor_class__):
-        """V1 worker (the plain class behind verl's @ray.remote AgentLoopWorkerTQ)."""
+    Built per call and never bound to a module attribute, so cloudpickle ships it to the worker by value. The
+    same class importable by reference (a module-level subclass of `SomeActor.__ray_actor_class__`) fails to
+    start in Ray with `super(type, obj): obj must be an instance or subtype of type` (verl's agent_loop_tq.py
+    `super().__init__`); tests/test_teacher_worker_ray.py starts the real one in Ray.
+    """
+    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
+
+    return type("GatedAgentLoopWorkerTQ", (GatedTeacherMixin, AgentLoopWorkerTQ.__ray_actor_class__),
+                {"__doc__": "V1 agent-loop worker that asks the teacher only for failed rollouts."})
+
+
+def _manager_tq_class() -> type:
+    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ
 
     class GatedAgentLoopManagerTQ(AgentLoopManagerTQ):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.agent_loop_workers_class = ray.remote(GatedAgentLoopWorkerTQ)  # TQ base sets it unconditionally
+            # verl's TQ manager sets its worker class unconditionally in __init__ and starts the workers later
+            # (create -> _init_agent_loop_workers); tests/test_teacher_worker_ray.py pins that order
+            self.agent_loop_workers_class = ray.remote(gated_worker_tq_class())
 
-    GatedAgentLoopWorkerTQ.__module__ = GatedAgentLoopManagerTQ.__module__ = __name__
-    GatedAgentLoopWorkerTQ.__qualname__, GatedAgentLoopManagerTQ.__qualname__ = (
-        "GatedAgentLoopWorkerTQ", "GatedAgentLoopManagerTQ")
-    return GatedAgentLoopWorkerTQ, GatedAgentLoopManagerTQ
+    GatedAgentLoopManagerTQ.__module__ = __name__
+    GatedAgentLoopManagerTQ.__qualname__ = "GatedAgentLoopManagerTQ"
+    return GatedAgentLoopManagerTQ
 
 
 def __getattr__(name: str):
-    if name in ("GatedAgentLoopWorkerTQ", "GatedAgentLoopManagerTQ"):
-        worker, manager = _tq_classes()
-        globals().update(GatedAgentLoopWorkerTQ=worker, GatedAgentLoopManagerTQ=manager)
+    # built lazily so this module imports without transfer_queue (the legacy trainer does not need it)
+    if name == "GatedAgentLoopManagerTQ":
+        globals()[name] = _manager_tq_class()
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -101,6 +101,19 @@ if core_algos.ADV_ESTIMATOR_REGISTRY.get(HDPO_ESTIMATOR) is None:  # registered 
     register_adv_est(HDPO_ESTIMATOR)(_hdpo_outside_trainer)
 
 
+def rollout_actor_logprob_gap(batch) -> dict[str, float]:
+    """Mean / max |log π_rollout − log π_actor| over response tokens: ~0 when the weight sync and both engines
+    agree (verl's own `training/rollout_probs_diff_*` compares probabilities, which hides rare tokens)."""
+    if "rollout_log_probs" not in batch.keys() or "old_log_probs" not in batch.keys():
+        return {}
+    mask = batch["response_mask"].bool()
+    gap = (batch["rollout_log_probs"] - batch["old_log_probs"]).abs()[mask]
+    if gap.numel() == 0:
+        return {}
+    return {"hyperseyes/rollout_logprob_gap_mean": float(gap.mean()),
+            "hyperseyes/rollout_logprob_gap_max": float(gap.max())}
+
+
 class HDPOTwoSurrogateLoss:
     """Actor loss for `hyperseyes.hdpo.combine=two_surrogate`: verl's loss on `advantages` (= w_acc*A_acc,
     plus the OPD term) + w_tool * the same policy surrogate on the `hdpo_tool_advantages` column.
@@ -200,6 +213,7 @@ class HyperEyesTrainer(PPOTrainerSync):
         data.batch["token_level_scores"] = data.batch["rm_scores"]
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
 
+        metrics.update(rollout_actor_logprob_gap(data.batch))
         algo = self.config.algorithm
         if algo.use_kl_in_reward:
             data, kl_metrics = apply_kl_penalty(data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=algo.kl_penalty)

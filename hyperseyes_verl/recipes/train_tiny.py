@@ -1,0 +1,157 @@
+"""`make train-tiny`: the two-stage HyperEyes recipe at toy size, through verl's own entry points, on a CPU box.
+
+1. a tiny random Qwen-VL (built offline), the demo's data (gallery → synthetic questions → embedded index →
+   Progressive Rejection Sampling with the scripted teacher) and its SFT / RL parquet;
+2. `recipes/run_hyperseyes_tiny_cpu.sh --stage 1`: LoRA SFT with verl's `sft_trainer` (torchrun, one process,
+   FSDP2 on gloo), verl's model merger, `hyperseyes recipe merge-lora`;
+3. `recipes/run_hyperseyes_tiny_cpu.sh --stage 2` twice: `main_ppo` with the V1 `hyperseyes_sync` trainer, the
+   HyperEyes agent loop on the embedded index, TRACE official, OPD from a separately served teacher through
+   the gated manager; the first invocation stops after step `rl_steps - 1` (checkpoint saved every step), the
+   second resumes and finishes — with a teacher that fails on purpose for a share of the sequences;
+4. `summary.json`: what `summarize` checks (tests/test_train_tiny_e2e.py asserts it).
+The model is random, so nothing here measures learning: it proves the machinery (issue #12 adds learning).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hyperseyes_verl.recipes.train_tiny_summary import summarize
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "recipes" / "run_hyperseyes_tiny_cpu.sh"
+
+
+class TrainTinyConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: str = Field("outputs/train_tiny", description="output folder (model, data, checkpoints, logs, summary)")
+    family: str = Field("qwen2_5_vl", description="tiny model family: qwen2_5_vl | qwen3_vl")
+    sft_steps: int = Field(2, ge=1, description="stage-1 optimizer steps")
+    rl_steps: int = Field(2, ge=2, description="stage-2 steps; the run stops after rl_steps-1 and resumes")
+    teacher_fault_frac: float = Field(0.5, ge=0, le=1, description="share of teacher requests that fail on "
+                                      "purpose in the resumed invocation (0 = no fault injection)")
+    seed: int = Field(0, description="seed of the data and the tiny model")
+    n_visual: int = Field(12, ge=2, description="visual multi-entity questions in the demo data")
+    n_textual: int = Field(4, ge=0, description="textual multi-constraint questions in the demo data")
+
+
+def _say(msg: str) -> None:
+    print(f"[train-tiny] {msg}", flush=True)
+
+
+def prepare(cfg: TrainTinyConfig) -> dict[str, Path]:
+    """Tiny model + demo data + parquet + index under cfg.out (reused when already there)."""
+    import asyncio
+
+    from hyperseyes_verl.data.parquet import rl_rows, sft_rows, write_parquet
+    from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
+    from hyperseyes_verl.data.synth import read_items
+    from hyperseyes_verl.eval.demo import DemoConfig, build_data
+    from hyperseyes_verl.eval.loaders import load_benchmark
+    from hyperseyes_verl.eval.strategies import ScriptedClient, specs_from_items
+    from hyperseyes_verl.search.config import build_backend
+    from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
+    from hyperseyes_verl.testing.tiny_vl import build_tiny_vl
+
+    out = Path(cfg.out)
+    paths = {"model": out / "model", "data": out / "data", "index": out / "demo" / "index", "ckpt": out / "ckpt",
+             "logs": out / "logs"}
+    apply_processor_patch()
+    build_tiny_vl(paths["model"], family=cfg.family)
+    rl_train = paths["data"] / "rl" / "train.parquet"
+    if not rl_train.exists():
+        demo = DemoConfig(out=str(out / "demo"), n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed,
+                          progress=False)
+        items_path, index = build_data(demo)
+        items = read_items(items_path)
+        backend = build_backend({"type": "embedded", "index_dir": str(index)})
+        client = ScriptedClient(specs_from_items(load_benchmark(items_path, name="demo")))
+        prs_dir = out / "demo" / "prs"
+        asyncio.run(run_prs(items, backend, client, PRSConfig(model="scripted-parallel", max_rounds=3),
+                            prs_dir, progress=False))
+        results = read_results(prs_dir / "results.jsonl")
+        write_parquet(sft_rows(results, prs_dir), paths["data"] / "sft" / "train.parquet")
+        rows = rl_rows(items, results, val_frac=0.25)
+        write_parquet([r for r in rows if r["extra_info"]["split"] == "train"], rl_train)
+        write_parquet([r for r in rows if r["extra_info"]["split"] == "val"], paths["data"] / "rl" / "val.parquet")
+    paths["logs"].mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def run_recipe(paths: dict[str, Path], stage: int, name: str, overrides: list[str],
+               env: dict[str, str] | None = None) -> float:
+    """One invocation of the recipe script; its output goes to logs/<name>.log, its metrics to <name>.jsonl."""
+    log = paths["logs"] / f"{name}.log"
+    run_env = {**os.environ, "MODEL_PATH": str(paths["model"]), "TEACHER_PATH": str(paths["model"]),
+               "DATA_DIR": str(paths["data"]), "INDEX_DIR": str(paths["index"]), "OUT_DIR": str(paths["ckpt"]),
+               "PYTHON": sys.executable, "VERL_FILE_LOGGER_PATH": str(paths["logs"] / f"{name}.jsonl"),
+               "RAY_TMPDIR": os.environ.get("RAY_TMPDIR", "/tmp/hyperseyes_ray"), **(env or {})}
+    Path(run_env["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    cmd = ["bash", str(SCRIPT), "--stage", str(stage), "--", *overrides]
+    _say(f"{name}: {' '.join(cmd)}  (log: {log})")
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=run_env, cwd=REPO).returncode
+    seconds = time.perf_counter() - t0
+    if rc != 0:
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        raise RuntimeError(f"{name} failed (exit {rc}) after {seconds:.0f} s; last lines of {log}:\n" + "\n".join(tail))
+    _say(f"{name}: done in {seconds:.0f} s")
+    return seconds
+
+
+def merge_actor(paths: dict[str, Path], step: int) -> Path:
+    """verl's model merger on the stage-2 actor checkpoint of `step` (HF weights to compare with stage 1)."""
+    target = paths["ckpt"] / f"stage2_step{step}_hf"
+    subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir",
+                    str(paths["ckpt"] / "stage2" / f"global_step_{step}" / "actor"), "--target_dir", str(target)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return target
+
+
+def train_tiny(cfg: TrainTinyConfig) -> dict:
+    t0 = time.perf_counter()
+    paths = prepare(cfg)
+    timings = {"prepare_s": time.perf_counter() - t0}
+    timings["stage1_s"] = run_recipe(paths, 1, "stage1", [f"trainer.total_training_steps={cfg.sft_steps}",
+                                                          f"trainer.save_freq={cfg.sft_steps}"])
+    first = cfg.rl_steps - 1
+    timings["stage2_run1_s"] = run_recipe(paths, 2, "stage2_run1", [f"trainer.total_training_steps={first}"])
+    fault_env = {"HYPERSEYES_HF_TEACHER_FAULT_FRAC": str(cfg.teacher_fault_frac)}
+    timings["stage2_run2_s"] = run_recipe(paths, 2, "stage2_run2", [f"trainer.total_training_steps={cfg.rl_steps}"],
+                                          env=fault_env)
+    rl_model = merge_actor(paths, cfg.rl_steps)
+    timings["total_s"] = time.perf_counter() - t0
+    summary = summarize(paths, rl_model=rl_model, cfg=cfg.model_dump(), timings=timings)
+    (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hyperseyes_verl.recipes.train_tiny", description=__doc__.split("\n")[0])
+    for name, field in TrainTinyConfig.model_fields.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
+                       help=field.description)
+    cfg = TrainTinyConfig(**vars(p.parse_args(argv)))
+    try:
+        summary = train_tiny(cfg)
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _say(f"summary: {Path(cfg.out) / 'summary.json'}")
+    for line in summary["report"]:
+        print(line)
+    _say(f"wall time of the whole run on {os.cpu_count()} cores: {summary['timings']['total_s']:.0f} s")
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
