@@ -214,6 +214,13 @@ def test_embedded_backend_without_index_names_index_dir(files):
     assert any("index_dir" in m for m in report.messages("agent_loop")), report.render()
 
 
+def test_unregistered_rollout_backend_fails_at_dry_run(files):
+    # no HYPERSEYES_CPU_RUNTIME in this process: `hf` is unknown, and the message says how to get it
+    report = validate_rl(files, "actor_rollout_ref.rollout.name=hf")
+    assert any("'hf' is not a registered rollout backend" in m and "HYPERSEYES_CPU_RUNTIME=1" in m
+               for m in report.messages("rollout")), report.render()
+
+
 def test_unknown_override_key_fails_compose(files):
     report = validate_rl(files, "actor_rollout_ref.rollout.no_such_key=1")
     assert report.messages("compose") and "no_such_key" in report.messages("compose")[0]

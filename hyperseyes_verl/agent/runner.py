@@ -3,8 +3,10 @@ evaluation.
 
 The model gets the UGS system prompt (tool schemas described as text, budgets from the environment's
 `UGSConfig`) and the user turn (images + question); each assistant turn goes to
-`SearchEnvironment.step`; each observation goes back as ONE user message
-(`Observation.as_single_message()`: OpenAI-style endpoints cannot put images in tool messages).
+`SearchEnvironment.step`; each observation is ONE message built by the function the RL agent loop uses
+(`hyperseyes_verl.ugs.conversation.observation_message`), saved with its own role (`tool`, or `user` in the
+official format) so SFT rows render exactly like RL rollouts, and sent to the endpoint as a user message
+(OpenAI-style endpoints cannot put images in tool messages).
 The environment owns the budgets and ends the episode; endpoint failures end it too, recorded, never
 raised. Concurrency is the caller's business (one `run_episode` per task). Each image is encoded to its
 data URL once, when it enters the conversation, not again on every later turn that re-sends it.
@@ -24,6 +26,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.ugs.conversation import observation_message
 from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
 
 from .openai_client import EndpointError, image_data_url
@@ -113,11 +116,13 @@ def content_text(content: Any) -> str:
     return "".join(b.get("text", "") if b.get("type") == "text" else "<image>" for b in content)
 
 
-def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec: EpisodeRecord) -> None:
-    """Append a message twice: to `live` (the wire form, each image a data URL encoded once, here) and to
-    `rec.messages` (each image a ref into `rec.images`, where the PIL image is kept)."""
+def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec: EpisodeRecord,
+                 wire_role: str | None = None) -> None:
+    """Append a message twice: to `live` (the wire form, each image a data URL encoded once, here; role
+    `wire_role` when given) and to `rec.messages` (each image a ref into `rec.images`, where the PIL image is
+    kept; role `role`)."""
     if isinstance(content, str):
-        live.append({"role": role, "content": content})
+        live.append({"role": wire_role or role, "content": content})
         rec.messages.append({"role": role, "content": content})
         return
     wire, saved = [], []
@@ -129,7 +134,7 @@ def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec: Episo
         else:
             wire.append(dict(b))
             saved.append(dict(b))
-    live.append({"role": role, "content": wire})
+    live.append({"role": wire_role or role, "content": wire})
     rec.messages.append({"role": role, "content": saved})
 
 
@@ -168,8 +173,8 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
             rec.finish_reason = result.finish_reason
             rec.answer = result.answer
             break
-        obs = result.observation.as_single_message()
-        _add_message(obs["role"], obs["content"], live, rec)
+        obs = observation_message(result.observation)
+        _add_message(obs["role"], obs["content"], live, rec, wire_role="user")
     else:
         rec.finish_reason = "turn_budget"
     rec.stats = env.stats.to_dict()

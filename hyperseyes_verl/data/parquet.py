@@ -5,11 +5,14 @@ HyperEyesDataset` on boxes without torchvision): `prompt` chat messages with `<i
 `images` as `{"bytes": png}`, `reward_model.ground_truth`, `extra_info` with the stable prompt index and
 the PRS reference (`ref_rounds` / `ref_searches`, -1 when the item has none).
 
-SFT rows are what verl's `MultiTurnSFTDataset` reads (`data.messages_key=messages`, images column
-`images`): system, user (question + `<image>`), then the teacher's assistant turns (text with their
-`<tool_call>` blocks) alternating with observations as user turns (crops as `<image>`). The dataset
-puts the loss on assistant turns only. Tools are described in the system prompt as text, exactly as in
-PRS and RL rollouts, so there is no `tools` column.
+SFT rows are what verl's `MultiTurnSFTDataset` (through `HyperEyesSFTDataset`) reads
+(`data.messages_key=messages`, images column `images`, `tools` column): the RL system prompt, user (question +
+`<image>`), then the teacher's assistant turns (text with their `<tool_call>` blocks) alternating with one
+observation message per tool round (a `tool` message, or the release's user message in the official format;
+crops as `<image>`), and the tool schemas the agent loop renders into every RL prompt. Messages and tools come
+from `hyperseyes_verl.ugs.conversation`, the functions the agent loop uses, so an SFT row renders to the text an
+RL rollout of the same episode renders to (tests/test_shared_rendering.py). The dataset puts the loss on
+assistant turns only.
 """
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
+from hyperseyes_verl.ugs.conversation import prompt_messages, tools_json
+from hyperseyes_verl.ugs.schema import system_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
 from hyperseyes_verl.utils.images import open_image, upright
 
@@ -43,12 +47,6 @@ def split_of(key: str, val_frac: float, seed: int = 0) -> str:
         return "train"
     h = int(hashlib.sha1(f"{seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "val" if h < val_frac else "train"
-
-
-def prompt_messages(question: str, n_images: int, system: str | None) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": system}] if system else []
-    msgs.append({"role": "user", "content": user_prompt(question, n_images)})
-    return msgs
 
 
 def rl_row(*, question: str, answers: list[str], images: list[Any], index: int, split: str, data_source: str,
@@ -114,8 +112,12 @@ def _text_with_placeholders(content: Any) -> tuple[str, list[int]]:
     return text, refs
 
 
-def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE) -> dict[str, Any]:
-    """One SFT conversation from a solved PRS result line."""
+def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,
+            system: str | None = system_prompt(UGSConfig())) -> dict[str, Any]:
+    """One SFT conversation from a solved PRS result line.
+
+    The teacher's system prompt states the PRS budget it ran under (1, 2, ... rounds); the row carries `system`
+    instead, the prompt RL rows and the agent loop use (None: keep the teacher's)."""
     if result.get("status") != "solved":
         raise ValueError(f"PRS result {result.get('id')!r} has status {result.get('status')!r}; only solved "
                          "trajectories become SFT data")
@@ -124,18 +126,20 @@ def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFA
     messages, order = [], []
     for m in traj["messages"]:
         text, refs = _text_with_placeholders(m["content"])
+        if m["role"] == "system" and system is not None:
+            text = system
         messages.append({"role": m["role"], "content": text})
         order.extend(refs)
     if messages[-1]["role"] != "assistant":
         raise ValueError(f"trajectory {result['id']!r} does not end with an assistant turn")
     return {"id": result["id"], "data_source": data_source, "messages": messages,
-            "images": [{"bytes": png_bytes(files[k])} for k in order],
+            "images": [{"bytes": png_bytes(files[k])} for k in order], "tools": tools_json(),
             "ref_rounds": int(result["ref_rounds"]), "ref_searches": int(result["ref_searches"])}
 
 
-def sft_rows(prs_results: dict[str, dict[str, Any]], prs_dir: str | Path,
-             data_source: str = DEFAULT_SOURCE) -> list[dict[str, Any]]:
-    return [sft_row(r, prs_dir, data_source) for r in prs_results.values() if r.get("status") == "solved"]
+def sft_rows(prs_results: dict[str, dict[str, Any]], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,
+             system: str | None = system_prompt(UGSConfig())) -> list[dict[str, Any]]:
+    return [sft_row(r, prs_dir, data_source, system) for r in prs_results.values() if r.get("status") == "solved"]
 
 
 def write_parquet(rows: list[dict[str, Any]], path: str | Path) -> Path:

@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.utils.images import open_image
 from hyperseyes_verl.utils.jsonl import read_jsonl
 
 from .gallery import Gallery
@@ -68,7 +68,7 @@ def synthesize(gallery: Gallery, out_dir: str | Path, cfg: SynthConfig = SynthCo
         pool = gallery.of_class(cls.name)
         n = rng.randint(cfg.min_entities, min(cfg.max_entities, len(pool)))
         ents = rng.sample(pool, n)
-        mosaic = build_mosaic([Image.open(e.image) for e in ents], rng, canvas_size=tuple(cfg.canvas))
+        mosaic = build_mosaic([open_image(e.image) for e in ents], rng, canvas_size=tuple(cfg.canvas))
         facts = {e.name: dict(e.facts) for e in ents}
         boxes = {e.name: b for e, b in zip(ents, mosaic.boxes)}
         made = visual_question(rng, cls, facts, boxes)
@@ -175,7 +175,7 @@ async def rewrite_and_filter(items: list[dict[str, Any]], root: str | Path, clie
                 except EndpointError:
                     counts["synth/rewrite_failed"] += 1
             if filter_no_search:
-                content: list[dict[str, Any]] = [{"type": "image", "image": Image.open(root / p).convert("RGB")}
+                content: list[dict[str, Any]] = [{"type": "image", "image": open_image(root / p)}
                                                  for p in item["images"]]
                 content.append({"type": "text", "text": item["question"] + "\nAnswer directly, without tools, "
                                                                           "in <answer></answer>."})

@@ -19,7 +19,6 @@ Remote URLs are refused with a clear error: evaluation runs offline and reproduc
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from hyperseyes_verl.utils.images import open_image, upright
 from hyperseyes_verl.utils.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,9 @@ class BenchmarkFormatError(ValueError):
 
 def _decode_image(ref: ImageRef, item_id: str) -> Image.Image:
     if isinstance(ref, Image.Image):
-        return ref.convert("RGB")
-    if isinstance(ref, (bytes, bytearray)):
-        return Image.open(io.BytesIO(ref)).convert("RGB")
-    if isinstance(ref, str):
-        return Image.open(ref).convert("RGB")
+        return upright(ref).convert("RGB")
+    if isinstance(ref, (bytes, bytearray, str)):
+        return open_image(bytes(ref) if isinstance(ref, bytearray) else ref)
     raise BenchmarkFormatError(f"item {item_id}: cannot decode image value of type {type(ref).__name__}")
 
 

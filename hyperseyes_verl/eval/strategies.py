@@ -208,7 +208,7 @@ class ScriptedPolicy:
                 queries = [f"{n} {label}" for n in missing]
                 if over:
                     queries += [f"{n}" for n in missing] + [f"{n} {cls.name} facts" for n in missing]
-                return f"<reason>Look up every identified entity in parallel.</reason>" + _call(
+                return "<reason>Look up every identified entity in parallel.</reason>" + _call(
                     "text_search", {"input": queries})
             if over and not any(q.startswith("verify ") for q in st.queries) and names:
                 return ("<reason>Verify the facts once more before answering.</reason>"

@@ -285,3 +285,21 @@ def check_backend_keys(sections: dict, report: Report, environ=os.environ) -> No
                     report.fail("search", f"{where} uses the {kind!r} web backend but environment variable "
                                           f"{var} ({field_name}) is not set: export {var}=<key> before training "
                                           "(keys are read from the environment only)")
+
+
+def check_image_token_cap(value, key: str, report: Report, dataset_class: str | None = None) -> None:
+    """Both stages must show the model images at one resolution: the cap of this stage (`key`) must be the shared
+    `IMAGE_TOKEN_CAP`, the one place it is set (a model cold-started at 1200 tokens per image meets other
+    image-token counts in RL otherwise). For SFT the cap is applied by HyperEyesSFTDataset only."""
+    from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP
+
+    if dataset_class is not None and dataset_class != "HyperEyesSFTDataset":
+        report.fail("images", f"data.custom_cls.name = {dataset_class!r} does not cap images: use "
+                              "HyperEyesSFTDataset (data.custom_cls.path=pkg://hyperseyes_verl.recipes.sft_dataset) "
+                              f"so SFT images get the {IMAGE_TOKEN_CAP}-token cap RL uses")
+        return
+    if value != IMAGE_TOKEN_CAP:
+        report.fail("images", f"{key} = {value!r} but the image-token cap of both stages is "
+                              f"hyperseyes_verl.utils.images.IMAGE_TOKEN_CAP = {IMAGE_TOKEN_CAP}; a different cap "
+                              "in one stage changes the image tokens the model sees between SFT and RL. Remove "
+                              f"the override (or change IMAGE_TOKEN_CAP, which both stages read)")

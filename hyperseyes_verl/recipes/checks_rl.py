@@ -15,6 +15,7 @@ from hyperseyes_verl.recipes.checks_common import (
     check_backend_keys,
     check_fqn,
     check_hyperseyes_sections,
+    check_image_token_cap,
     check_missing_values,
     check_model_dir,
     check_parquet,
@@ -85,6 +86,7 @@ def check_agent_settings(cfg: DictConfig, report: Report, trees: dict) -> None:
     except Exception as exc:
         report.fail("agent_loop", f"hyperseyes.agent_loop is rejected by the agent loop: {error_text(exc)}")
         return
+    check_image_token_cap(settings.max_image_tokens, "hyperseyes.agent_loop.max_image_tokens", report)
     backend = settings.backend or {}
     if not backend:
         report.fail("search", "hyperseyes.agent_loop.backend is not set: the agent loop has no search backend "
@@ -198,6 +200,23 @@ def check_trainer_mode(cfg: DictConfig, report: Report) -> None:
         report.fail("trainer", f"trainer.v1.trainer_mode = {mode!r} is not registered (known: "
                                f"{sorted(TRAINER_REGISTRY)}); it is registered by the hyperseyes plugin "
                                "(hyperseyes_verl.verl.trainer) — is the package installed?")
+
+
+def check_rollout_names(cfg: DictConfig, report: Report) -> None:
+    """The student's and the teacher's rollout backends are known to verl's replica registry in this process."""
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    known = sorted(RolloutReplicaRegistry._registry)
+    keys = ["actor_rollout_ref.rollout.name"]
+    if select(cfg, "distillation.enabled", False):
+        keys += [f"distillation.teacher_models.{t}.inference.name"
+                 for t in (select(cfg, "distillation.teacher_models", {}) or {})]
+    for key in keys:
+        name = select(cfg, key)
+        if name is not None and name not in known:
+            hint = (" (the CPU runtime's HF rollout: run with HYPERSEYES_CPU_RUNTIME=1, as "
+                    "recipes/run_hyperseyes_tiny_cpu.sh does)" if name == "hf" else "")
+            report.fail("rollout", f"{key} = {name!r} is not a registered rollout backend (known: {known}){hint}")
 
 
 def check_estimator(cfg: DictConfig, report: Report) -> None:
@@ -402,6 +421,7 @@ def validate_rl(cfg: DictConfig, report: Report, allow_missing_models: bool, tot
         ("hyperseyes sections", lambda: check_hyperseyes_sections(cfg, report, "rl")),
         ("reward", lambda: check_reward(cfg, report)),
         ("trainer mode", lambda: check_trainer_mode(cfg, report)),
+        ("rollout backends", lambda: check_rollout_names(cfg, report)),
         ("estimator", lambda: check_estimator(cfg, report)),
         ("distillation", lambda: check_distillation(cfg, report, allow_missing_models)),
         ("multi-turn", lambda: check_multi_turn(cfg, report)),

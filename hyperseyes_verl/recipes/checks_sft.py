@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from hyperseyes_verl.recipes.checks_common import (
     as_file_list,
     check_hyperseyes_sections,
+    check_image_token_cap,
     check_missing_values,
     check_model_dir,
     check_parquet,
@@ -152,6 +153,9 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
         except Exception as exc:
             dataset_ok = False
             report.fail("import", f"data.custom_cls {custom_path}:{custom_name} cannot be loaded ({error_text(exc)})")
+    from hyperseyes_verl.recipes.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS
+    check_image_token_cap(select(cfg, "data.max_image_tokens", DEFAULT_MAX_IMAGE_TOKENS), "data.max_image_tokens",
+                          report, custom_name or "MultiTurnSFTDataset")
     files = []
     if not OmegaConf.is_missing(cfg, "data.train_files") and select(cfg, "data.train_files") is not None:
         required = {select(cfg, "data.messages_key", "messages"): ()}

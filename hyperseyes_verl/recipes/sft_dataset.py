@@ -3,18 +3,19 @@
 verl's multi-turn SFT dataset already trains multimodal multi-turn tool conversations (per-message chat-template
 rendering, `<image>` placeholders in any message — tool observations included —, `tools` column, loss on
 assistant turns only). What it cannot do as shipped:
-  * cap the image size: the official recipe feeds each image at ≤ 1200 visual tokens; verl's `process_image`
-    calls `qwen_vl_utils.fetch_image` with its default bound (16384 tokens), and the SFT config has no knob;
+  * cap the image size the way RL does: the official recipe feeds each image at ≤ 1200 visual tokens in both
+    stages; verl's `process_image` calls `qwen_vl_utils.fetch_image` with its default bound (16384 tokens);
+  * read the `tools` column our SFT rows carry as JSON text (`hyperseyes_verl.ugs.conversation.tools_json`);
   * run without torchvision: `qwen_vl_utils` imports it at module top (so the dataset cannot even be dry-run on
     a CPU box).
-This subclass replaces only the image loading: images (`{"bytes": png}`, a path, or PIL) are resized with PIL to
-at most `data.max_image_tokens` merged patches (`image_patch_size × merge_size` squared pixels each), keeping
-the aspect ratio and rounding each side to a multiple of that patch. Select it with
+This subclass replaces the image loading and decodes the tools. Images (`{"bytes": png}`, a path, or PIL) are
+resized with `hyperseyes_verl.utils.images.fit_image_tokens` to at most `data.max_image_tokens` visual tokens
+(default `IMAGE_TOKEN_CAP`), the function and the cap the RL agent loop applies to every image, with the
+processor's patch × merge size, so SFT and RL show the model the same pixels. Select it with
 `data.custom_cls.path=pkg://hyperseyes_verl.recipes.sft_dataset data.custom_cls.name=HyperEyesSFTDataset`.
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -22,9 +23,11 @@ from PIL import Image
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
-from hyperseyes_verl.utils.images import open_image, upright
+from hyperseyes_verl.ugs.conversation import decode_tools
+from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, fit_image_tokens, image_token_factor, open_image, upright
 
-DEFAULT_MAX_IMAGE_TOKENS = 1200  # official stage-1 recipe
+DEFAULT_MAX_IMAGE_TOKENS = IMAGE_TOKEN_CAP  # the one cap of both stages
+fit_image = fit_image_tokens  # the name this module exported before the cap was shared with RL
 
 
 def load_image(ref: Any) -> Image.Image:
@@ -44,32 +47,19 @@ def load_image(ref: Any) -> Image.Image:
                      "{'bytes': png}, a file path, or a PIL image")
 
 
-def fit_image(image: Image.Image, max_tokens: int, factor: int) -> Image.Image:
-    """Resize so that (h/factor)·(w/factor) ≤ max_tokens, both sides multiples of `factor` (≥ factor)."""
-    if max_tokens < 1 or factor < 1:
-        raise ValueError(f"max_tokens ({max_tokens}) and factor ({factor}) must be positive")
-    w, h = image.size
-    scale = min(1.0, math.sqrt(max_tokens * factor * factor / (w * h)))
-    new_w = max(factor, int(w * scale) // factor * factor)
-    new_h = max(factor, int(h * scale) // factor * factor)
-    while (new_w // factor) * (new_h // factor) > max_tokens:  # rounding at the floor of 1 patch per side
-        if new_w >= new_h and new_w > factor:
-            new_w -= factor
-        elif new_h > factor:
-            new_h -= factor
-        else:
-            break
-    return image if (new_w, new_h) == (w, h) else image.resize((new_w, new_h), Image.Resampling.BICUBIC)
-
-
 class HyperEyesSFTDataset(MultiTurnSFTDataset):
     def __init__(self, parquet_files, tokenizer, config, processor=None, max_samples: int = -1):
         config = config or {}
         self.max_image_tokens = int(config.get("max_image_tokens", DEFAULT_MAX_IMAGE_TOKENS))
-        image_processor = getattr(processor, "image_processor", None)
-        patch = config.get("image_patch_size", getattr(image_processor, "patch_size", None) or 14)
-        self.image_factor = int(patch) * int(getattr(image_processor, "merge_size", None) or 2)
+        # the processor's patch × merge size, as the agent loop computes it (not data.image_patch_size, which
+        # could disagree with the processor and so with RL)
+        self.image_factor = image_token_factor(processor)
         super().__init__(parquet_files, tokenizer, config, processor=processor, max_samples=max_samples)
+
+    def _read_files_and_process(self):
+        super()._read_files_and_process()
+        if self.tools is not None:  # JSON text in our rows (see hyperseyes_verl.ugs.conversation)
+            self.tools = [decode_tools(t) for t in self.tools]
 
     def _build_messages(self, example: dict):
         messages = convert_nested_value_to_list_recursive(example[self.messages_key])
@@ -93,7 +83,7 @@ class HyperEyesSFTDataset(MultiTurnSFTDataset):
                 if segment == "<image>":
                     if used >= len(images):
                         raise ValueError(f"sample has more <image> placeholders than images ({len(images)})")
-                    image = fit_image(load_image(images[used]), self.max_image_tokens, self.image_factor)
+                    image = fit_image_tokens(load_image(images[used]), self.max_image_tokens, self.image_factor)
                     parts.append({"type": "image", "image": image})
                     used += 1
                 else:

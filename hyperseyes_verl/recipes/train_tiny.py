@@ -8,7 +8,8 @@
    HyperEyes agent loop on the embedded index, TRACE official, OPD from a separately served teacher through
    the gated manager; the first invocation stops after step `rl_steps - 1` (checkpoint saved every step), the
    second resumes and finishes — with a teacher that fails on purpose for a share of the sequences;
-4. `summary.json`: what `summarize` checks (tests/test_train_tiny_e2e.py asserts it).
+4. `summary.json`: what `summarize` checks (tests/test_train_tiny_e2e.py asserts it); the rollouts of every
+   step are dumped to `rollouts/` (`hyperseyes view <out>` shows them with the logged metrics).
 The model is random, so nothing here measures learning: it proves the machinery (issue #12 adds learning).
 """
 from __future__ import annotations
@@ -124,10 +125,12 @@ def train_tiny(cfg: TrainTinyConfig) -> dict:
     timings["stage1_s"] = run_recipe(paths, 1, "stage1", [f"trainer.total_training_steps={cfg.sft_steps}",
                                                           f"trainer.save_freq={cfg.sft_steps}"])
     first = cfg.rl_steps - 1
-    timings["stage2_run1_s"] = run_recipe(paths, 2, "stage2_run1", [f"trainer.total_training_steps={first}"])
+    rollouts = f"trainer.rollout_data_dir={Path(cfg.out).resolve() / 'rollouts'}"  # `hyperseyes view` reads them
+    timings["stage2_run1_s"] = run_recipe(paths, 2, "stage2_run1", [f"trainer.total_training_steps={first}",
+                                                                    rollouts])
     fault_env = {"HYPERSEYES_HF_TEACHER_FAULT_FRAC": str(cfg.teacher_fault_frac)}
-    timings["stage2_run2_s"] = run_recipe(paths, 2, "stage2_run2", [f"trainer.total_training_steps={cfg.rl_steps}"],
-                                          env=fault_env)
+    timings["stage2_run2_s"] = run_recipe(paths, 2, "stage2_run2", [f"trainer.total_training_steps={cfg.rl_steps}",
+                                                                    rollouts], env=fault_env)
     rl_model = merge_actor(paths, cfg.rl_steps)
     timings["total_s"] = time.perf_counter() - t0
     summary = summarize(paths, rl_model=rl_model, cfg=cfg.model_dump(), timings=timings)

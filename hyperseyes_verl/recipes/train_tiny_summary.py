@@ -109,8 +109,8 @@ def summarize(paths: dict[str, Path], *, rl_model: Path, cfg: dict[str, Any], ti
     checks["resume"] = resumed
 
     ok = all(c["ok"] for c in checks.values())
-    report = [f"{'PASS' if c['ok'] else 'FAIL'}  {name}: "
-              + json.dumps({k: v for k, v in c.items() if k not in ("ok", "per_step")}) for name, c in checks.items()]
+    report = [f"{'PASS' if c['ok'] else 'FAIL'}  {name}: " + json.dumps({k: v for k, v in c.items() if k != "ok"})
+              for name, c in checks.items()]
     return {"ok": ok, "checks": checks, "timings": timings, "config": cfg,
             "rl_metrics": [{k: v for k, v in r.items() if k.startswith(("trace/", "opd/", "hyperseyes/", "step",
                                                                          "actor/pg_loss", "actor/grad_norm"))}

@@ -38,6 +38,12 @@ class OfficialTraceConfig(BaseModel):
                                             "the reference")
     bad_range: tuple[float, float] = Field((-0.10, -0.02), description="(lo, hi) bonus of correct rollouts over it")
     decimals: int = Field(4, ge=0, le=12, description="rounding of the bonus")
+    counting: Literal["release", "searches"] = Field(
+        "release", description="what `tc` and `total` are. release (parity, the default): tc = <tool_call> "
+        "blocks of the response, total = one per call (a list of queries or several boxes count 1; a legacy "
+        "'a|b' string counts its parts), read from the response text as the release reads it "
+        "(hyperseyes_verl.trace.counts.release_counts). searches (ours): tc = tool rounds, total = queries + "
+        "crops actually searched, from the agent loop; it charges parallel width, which the method encourages")
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "OfficialTraceConfig":

@@ -12,7 +12,7 @@ from typing import Any
 from hyperseyes_verl.judge.answer import final_answer
 from hyperseyes_verl.judge.judge import Judge
 from hyperseyes_verl.trace.config import TraceConfig
-from hyperseyes_verl.trace.counts import rollout_counts
+from hyperseyes_verl.trace.counts import RolloutCounts, release_counts, rollout_counts
 from hyperseyes_verl.trace.keys import is_validation, prompt_key
 from hyperseyes_verl.trace.paper import lambda_at, paper_score
 from hyperseyes_verl.trace.shared import StoreHandle, drop_local_store, get_store
@@ -119,9 +119,15 @@ class TraceScorer:
         extra_info = dict(x.extra_info or {})
         answers = accepted_answers(x.ground_truth, extra_info)
         answer, answered = self._answer(x)
+        counts = rollout_counts(x.tool_extra_fields, x.num_turns)
+        if self.config.mode == "official" and self.config.official.counting == "release":
+            # parity: tc / total read from the response as the release reads them (official.counting)
+            release = release_counts(x.response_text)
+            counts = RolloutCounts(release.tool_calls, release.tool_calls, release.searches, "release")
+            if release.parse_failed:  # the release's parser raised and returned no final answer either
+                answer, answered = None, False
         verdict = await self.judge.judge(answer, answers, str(extra_info.get("question", "")))
         correct = verdict.correct and answered
-        counts = rollout_counts(x.tool_extra_fields, x.num_turns)
         validation = is_validation(extra_info, self.config.validation_marker, self.config.validation_values)
         split = str(extra_info.get(self.config.validation_marker) or "") if validation else None
         key = prompt_key(x.data_source, extra_info.get("index", x.index), split, x.raw_prompt)

@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from hyperseyes_verl.search.base import FailureKind, Hit, SearchBackend, SearchFailure
-from hyperseyes_verl.ugs import render
+from hyperseyes_verl.ugs import official_format, render
 from hyperseyes_verl.ugs.images import (
     UNREADABLE_SOURCE,
     CropResult,
@@ -120,9 +120,14 @@ class SearchEnvironment:
         st.budget_exhausted = True
         if st.turns >= self.config.max_turns:
             return self._finish("turn_budget")
+        why = f"no tool rounds are left, so the {n_calls} tool call(s) of this turn were not executed."
+        if self.config.observation_format == "official":
+            text = official_format.observation_text([official_format.error_content(why)], self.question, 0,
+                                                    self.config.hint_when_rounds_left)
+            return StepResult(done=False, finish_reason="running",
+                              observation=Observation([official_format.observation_message([], text)]))
         b = ContentBuilder()
-        render.render_error(b, "round_budget", f"no tool rounds are left, so the {n_calls} tool call(s) of this "
-                                               "turn were not executed.")
+        render.render_error(b, "round_budget", why)
         self._close(b, rounds_left=0)
         return StepResult(done=False, finish_reason="running", observation=Observation([b.message()]))
 
@@ -190,9 +195,62 @@ class SearchEnvironment:
         rs.rounds_left = self.tool_rounds_left
         if rs.rounds_left == 0:  # every tool round is spent: the answer must come without more search
             self.stats.budget_exhausted = True
-        self._close(ContentBuilder(messages[-1]["content"]), rs.rounds_left)
+        if cfg.observation_format == "official":
+            messages = [self._official_message(turn, plans, outcomes, rs.rounds_left)]
+        else:
+            self._close(ContentBuilder(messages[-1]["content"]), rs.rounds_left)
         rs.wall_s = time.perf_counter() - t0
         return rs, Observation(messages)
+
+    def _official_message(self, turn: ParsedTurn, plans: list[tuple[ToolCall, list[_Item]]],
+                          outcomes: list[SearchOutcome | None], rounds_left: int) -> dict[str, Any]:
+        """The round in the release's text (`official_format`); statistics were counted by `_render_call`."""
+        cfg = self.config
+        contents: list[str] = []
+        images: list[Image.Image] = []
+        bare = False  # the release's exception path: `Error: ...` alone, no wrapper, question or hint
+
+        def hits(job: int | None) -> list[Hit]:
+            outcome = outcomes[job] if job is not None else None
+            return [] if outcome is None or outcome.failed else outcome.hits  # an outage reads as no results
+
+        for call, items in plans:
+            errors = [(a, msg) for kind, a, msg in items if kind == "error"]
+            extra = [official_format.error_content(msg) for kind, msg in errors
+                     if kind not in ("unknown_image_id", "empty_query", "bad_query", "bad_arguments")]
+            if call.name == IMAGE_SEARCH:
+                image_id = call.arguments.get("image_id", "img_0")
+                crops = [(a, hits(job) if a.ok else None) for kind, a, job in items if kind == "crop"]
+                whole = [(a, job) for kind, a, job in items if kind == "whole"]
+                if not isinstance(image_id, str):
+                    content, bare = official_format.error_content(
+                        f"{type(image_id).__name__!r} object has no attribute 'strip'"), True
+                elif any(k == "unknown_image_id" for k, _ in errors) or (not image_id.strip() and not crops):
+                    content = official_format.unknown_image_content(image_id.strip())
+                elif whole:
+                    content = official_format.whole_image_content(whole[0][0], hits(whole[0][1]))
+                elif crops:
+                    content = official_format.crops_content([(c.image_id, h) for c, h in crops])
+                    images.extend(c.image for c, h in crops if h is not None)
+                else:  # arguments the release would have raised on (e.g. `area` not a list)
+                    content = "\n".join(official_format.error_content(m) for _, m in errors)
+                    extra = []
+            elif call.name == TEXT_SEARCH:
+                content = official_format.text_search_content(
+                    [(q, hits(job)) for kind, q, job in items if kind == "query"])
+            else:
+                content, extra = official_format.error_content(f"Unknown tool name: {call.name}"), []
+                bare = True
+            contents.append("\n".join([content, *extra]))
+        n_extra = len(turn.calls) - cfg.max_calls_per_turn
+        if n_extra > 0:
+            contents.append(official_format.error_content(f"{n_extra} call(s) not executed: at most "
+                                                          f"{cfg.max_calls_per_turn} tool calls run per turn"))
+        contents += [official_format.error_content(e.message) for e in turn.errors[:MAX_ERROR_LINES]]
+        if bare and len(contents) == 1:
+            return official_format.observation_message([], contents[0])
+        text = official_format.observation_text(contents, self.question, rounds_left, cfg.hint_when_rounds_left)
+        return official_format.observation_message(images, text)
 
     def _accumulate(self, rs: RoundStats) -> None:
         st = self.stats
@@ -236,7 +294,8 @@ class SearchEnvironment:
     def _plan_image(self, call: ToolCall, usable: set[str], items: list[_Item], jobs: list) -> bool:
         cfg = self.config
         args = call.arguments
-        image_id = args.get("image_id")
+        # the release reads a missing image_id as the input image
+        image_id = args.get("image_id", "img_0" if cfg.observation_format == "official" else None)
         if not isinstance(image_id, str) or not image_id.strip():
             items.append(("error", "bad_arguments", 'image_search needs "image_id" (a string such as "img_0"), '
                                                     f"got {_short(args)}"))
@@ -282,7 +341,7 @@ class SearchEnvironment:
                 continue
             if units is not None:
                 size = self.registry.get(image_id).size
-                why = units_reason(units, *size) + ("" if box is units else f"; this call's other boxes are read "
+                why = units_reason(units, *size) + ("" if box is units else "; this call's other boxes are read "
                                                     "in the same units")
                 crop = self.registry.reject(image_id, box, "bad_box_units", why)
             else:

@@ -15,16 +15,25 @@ FinishReason = Literal["answer", "no_action", "turn_budget", "running"]
 
 
 class UGSConfig(BaseModel):
-    """Budgets and caps of one episode (official values as defaults)."""
+    """Budgets and caps of one episode. Each field says whether it is the release's value or our own: the
+    release has turn / round budgets, top-3 hits and the 1000 px crop side, but no per-call caps (it runs
+    every box and query of a call); ours only bound what one runaway generation can order."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_tool_rounds: int = Field(8, ge=0, description="assistant turns that may call tools")
-    max_turns: int = Field(9, ge=1, description="assistant turns in all (tool rounds + the answer turn)")
-    max_calls_per_turn: int = Field(8, ge=1, description="tool calls executed per turn; extra ones get an error line")
-    max_boxes_per_call: int = Field(8, ge=1, description="areas per image_search call")
-    max_queries_per_call: int = Field(8, ge=1, description="queries per text_search call")
-    max_query_chars: int = Field(512, ge=1, description="a longer query is not run; the model gets an error line")
+    max_tool_rounds: int = Field(8, ge=0, description="assistant turns that may call tools (official 8)")
+    max_turns: int = Field(9, ge=1, description="assistant turns in all, tool rounds + the answer turn (official 9)")
+    max_calls_per_turn: int = Field(
+        8, ge=1, description="tool calls executed per turn; extra ones get an error line (ours: the release "
+        "executes only the first call of a turn, this project all of them up to this bound)")
+    max_boxes_per_call: int = Field(
+        32, ge=1, description="areas per image_search call (ours, no official cap: twice the 16 crops a 4x4 "
+        "mosaic needs; it only stops a degenerate generation from ordering hundreds of searches)")
+    max_queries_per_call: int = Field(
+        32, ge=1, description="queries per text_search call (ours, no official cap; same reason as boxes)")
+    max_query_chars: int = Field(
+        512, ge=1, description="a longer query is not run; the model gets an error line (ours, no official "
+        "cap: web search engines truncate far shorter queries, so a longer one is a runaway generation)")
     top_k: int = Field(3, ge=1, description="hits shown per query / crop (official 3)")
     search_timeout_s: float = Field(30.0, gt=0, description="per search; a slow backend becomes a timeout line")
     crop_max_side: int = Field(1000, ge=16, description="crops are resized so their long side is at most this")
@@ -35,6 +44,11 @@ class UGSConfig(BaseModel):
     min_text_relevance: float = Field(
         0.0, ge=0, le=1, description="text hits with a known score below this are dropped before top_k "
         "(official 0.6, tuned to its web backend's scores)")
+    observation_format: Literal["hyperseyes", "official"] = Field(
+        "hyperseyes", description="how observations are written: `hyperseyes` (one tool message, English lines "
+        "per call / crop / query, docs/TRACE.md) or `official` (the release's text: crop images first, "
+        "<tool_response> with its Chinese headers and per-hit layout, the re-stated question, its hints, a "
+        "missing image_id read as img_0; docs/OFFICIAL_PARITY.md)")
 
 
 @dataclass

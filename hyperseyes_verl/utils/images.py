@@ -10,6 +10,7 @@ call never rotates twice.
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -58,3 +59,42 @@ def open_image(src: str | os.PathLike | bytes | Path, mode: str | None = "RGB",
     except Image.DecompressionBombError as e:
         raise ImageTooLarge(f"{what}: {e}") from None
     return out
+
+
+# One image-token cap for both training stages: SFT (`HyperEyesSFTDataset`) and RL (the agent loop) resize every
+# image the model sees with `fit_image_tokens(image, IMAGE_TOKEN_CAP, factor)`, so a cold-started model meets
+# images at the same resolution in RL as in SFT. The official recipe caps both stages at 1200 tokens
+# (ms-swift IMAGE_MAX_TOKEN_NUM=1200 for SFT, Relax --image-max-token-num 1200 for RL).
+IMAGE_TOKEN_CAP = 1200
+
+
+def fit_image_tokens(image: Image.Image, max_tokens: int, factor: int) -> Image.Image:
+    """Resize so that (w/factor)·(h/factor) ≤ `max_tokens`, both sides multiples of `factor` (≥ factor).
+
+    `factor` is the processor's patch size × merge size (28 for Qwen2.5-VL, 32 for Qwen3-VL): one merged patch
+    = one visual token. Sides are rounded to the nearest multiple as Qwen's `smart_resize` does, so a processor
+    whose own `max_pixels` is at least the cap leaves the result unchanged (the token count is decided here).
+    Returns `image` itself when it already fits exactly."""
+    if not isinstance(max_tokens, int) or not isinstance(factor, int) or max_tokens < 1 or factor < 1:
+        raise ValueError(f"max_tokens ({max_tokens!r}) and factor ({factor!r}) must be positive integers")
+    w, h = image.size
+    new_w = max(factor, round(w / factor) * factor)
+    new_h = max(factor, round(h / factor) * factor)
+    if (new_w // factor) * (new_h // factor) > max_tokens:
+        beta = math.sqrt(w * h / (max_tokens * factor * factor))
+        new_w = max(factor, math.floor(w / beta / factor) * factor)
+        new_h = max(factor, math.floor(h / beta / factor) * factor)
+        while (new_w // factor) * (new_h // factor) > max_tokens:  # the 1-patch floor of a very thin image
+            if new_w >= new_h and new_w > factor:
+                new_w -= factor
+            elif new_h > factor:
+                new_h -= factor
+            else:
+                break
+    return image if (new_w, new_h) == (w, h) else image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+
+
+def image_token_factor(processor) -> int:
+    """Pixels per visual-token side of a Qwen-VL processor: patch size × merge size (14·2 = 28 if unknown)."""
+    ip = getattr(processor, "image_processor", None)
+    return int(getattr(ip, "patch_size", None) or 14) * int(getattr(ip, "merge_size", None) or 2)

@@ -52,10 +52,16 @@ from verl.utils.tokenizer import get_processor_token_id
 
 from hyperseyes_verl.search.base import SearchBackend
 from hyperseyes_verl.search.config import build_backend, parse_backend_config
+from hyperseyes_verl.ugs.conversation import chat_tools, fit_message_images, observation_message
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.parser import parse_turn
-from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS, system_prompt
+from hyperseyes_verl.ugs.schema import system_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
+from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, image_token_factor
+from hyperseyes_verl.verl.dataset import load_image
+
+# Rendered into every prompt; the SFT rows carry the same schemas (hyperseyes_verl.ugs.conversation).
+TOOL_SCHEMAS = chat_tools()
 
 AGENT_NAME = "hyperseyes_agent"
 CONFIG_SECTION = ("hyperseyes", "agent_loop")
@@ -80,6 +86,10 @@ class AgentLoopSettings(BaseModel):
     max_tokens_per_turn: int | None = Field(
         None, ge=1, description="cap of one assistant turn (official 1524); the response budget always applies")
     add_system_prompt: bool = Field(True, description="prepend the HyperEyes system prompt when a sample has none")
+    max_image_tokens: int | None = Field(
+        IMAGE_TOKEN_CAP, ge=1, description="visual tokens per image (input images and crops), resized by the "
+        "function the SFT dataset uses with the same default (official: 1200 in both stages); None = leave it "
+        "to the processor's max_pixels")
 
     @field_validator("backend")
     @classmethod
@@ -160,6 +170,13 @@ def question_of(messages: list[dict], extra_info: dict | None) -> str:
     return ""
 
 
+def _decoded_images(messages: list[dict]) -> list[dict]:
+    """Copies of `messages` whose image blocks hold RGB PIL images (verl's RLHFDataset leaves `{"bytes": ...}`)."""
+    return [{**m, "content": [{"type": "image", "image": load_image(b)}
+                              if isinstance(b, dict) and b.get("type") == "image" else b for b in m["content"]]}
+            if isinstance(m.get("content"), list) else m for m in messages]
+
+
 def cap_images(messages: list[dict], room: int | None, cap: int | None) -> tuple[list[dict], list, int]:
     """Keep at most `room` images of the observation (None: all); the rest become a text note.
 
@@ -198,11 +215,17 @@ class HyperEyesAgentLoop(AgentLoopBase):
                             if t is not None} if self.processor is not None else set()
         self._stop_ids = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
                                       self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)}
+        self._image_factor = image_token_factor(self.processor)
 
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs) -> AgentLoopOutput:
         messages = [dict(m) for m in kwargs["raw_prompt"]]
         if self.settings.add_system_prompt and (not messages or messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": system_prompt(self.settings.ugs)})
+        # every image at the SFT resolution (the same function and cap as HyperEyesSFTDataset); the environment
+        # crops from the full-resolution inputs
+        originals = [load_image(b) for m in messages if isinstance(m.get("content"), list)
+                     for b in m["content"] if isinstance(b, dict) and b.get("type") == "image"]
+        messages = fit_message_images(_decoded_images(messages), self.settings.max_image_tokens, self._image_factor)
         mm = await self.process_multi_modal_info(messages)
         images = list(mm.get("images") or [])
         if mm.get("videos") or mm.get("audios"):
@@ -212,7 +235,7 @@ class HyperEyesAgentLoop(AgentLoopBase):
                              f"{self.max_images}; raise hyperseyes.agent_loop.max_images / rollout.limit_images")
         self._assert_mm_supported(bool(images))
         env = SearchEnvironment(shared_backend(self.settings.backend), question_of(messages, kwargs.get("extra_info")),
-                                images, self.settings.ugs)
+                                originals, self.settings.ugs)
         mm_kwargs = self._get_mm_processor_kwargs()
         request_id = f"det-{priority}" if self.rollout_config.get("full_determinism") else uuid4().hex
         metrics: dict[str, Any] = {}
@@ -257,7 +280,10 @@ class HyperEyesAgentLoop(AgentLoopBase):
             if step.done:
                 break
             room_images = None if self.max_images is None else max(self.max_images - len(images), 0)
-            obs, new_images, withheld = cap_images(step.observation.messages, room_images, self.max_images)
+            # one message per round, built as the SFT rows build it (hyperseyes_verl.ugs.conversation)
+            observation = fit_message_images([observation_message(step.observation)], self.settings.max_image_tokens,
+                                             self._image_factor)
+            obs, new_images, withheld = cap_images(observation, room_images, self.max_images)
             self._assert_mm_supported(bool(new_images))
             previous = messages + [{"role": "assistant", "content": text}]
             merge, new_mask, new_lps = await self._merge_observation(previous, obs, runtime_ids, mask, logprobs)

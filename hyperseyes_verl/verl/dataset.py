@@ -11,7 +11,6 @@ schemas (the agent loop renders them into every prompt). Select it with
 """
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
@@ -19,6 +18,7 @@ from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
+from hyperseyes_verl.utils.images import open_image, upright
 
 
 def load_image(ref: Any) -> Image.Image:
@@ -27,19 +27,19 @@ def load_image(ref: Any) -> Image.Image:
         if ref.get("image") is not None:
             return load_image(ref["image"])
         if ref.get("bytes") is not None:
-            return load_image(Image.open(io.BytesIO(ref["bytes"])))
+            return open_image(ref["bytes"])
         if ref.get("path"):
             return load_image(ref["path"])
         raise ValueError(f"image entry has none of 'image', 'bytes', 'path': keys {sorted(ref)}; "
                          "write images as {'bytes': png_bytes} (docs/CONTRACTS.md §5)")
     if isinstance(ref, Image.Image):
+        ref = upright(ref)  # the model must see what the crops are cut from (EXIF applied once)
         return ref if ref.mode == "RGB" else ref.convert("RGB")
     if isinstance(ref, (str, os.PathLike)):
         path = os.fspath(ref)
         if path.startswith("file://"):
             path = path[len("file://"):]
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        return open_image(path)
     raise TypeError(f"unsupported image reference of type {type(ref).__name__}: use a PIL image, "
                     "{'bytes': png_bytes} or a file path")
 

@@ -1,0 +1,131 @@
+"""One episode, two stages, the same text: the RL rollout (verl's real agent-loop classes, RL dataset class and
+continuous-token builder, a scripted LLM server) and the SFT row of the same episode (the PRS runner, `sft_row`,
+the real `HyperEyesSFTDataset`) must render to identical text for every turn, with the same tokenizer and
+processor, tools block, observation wrapper and image tokens included. A model cold-started on stage 1 then
+meets no unseen text in stage 2."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.verl
+
+from omegaconf import OmegaConf  # noqa: E402
+from test_verl_agent_loop import SAMPLING, _compose, _tok_proc, make_loop, server_for  # noqa: E402
+
+from hyperseyes_verl.agent.openai_client import ChatReply  # noqa: E402
+from hyperseyes_verl.agent.runner import run_episode  # noqa: E402
+from hyperseyes_verl.data.parquet import png_bytes, rl_row, sft_row, write_parquet  # noqa: E402
+from hyperseyes_verl.search.base import Hit, InMemoryBackend  # noqa: E402
+from hyperseyes_verl.ugs.environment import SearchEnvironment  # noqa: E402
+from hyperseyes_verl.ugs.types import UGSConfig  # noqa: E402
+from hyperseyes_verl.utils.images import open_image  # noqa: E402
+from hyperseyes_verl.verl import agent_loop as hal  # noqa: E402
+
+QUESTION = "Which of the two towers is taller?"
+TURNS = [
+    '<reason>two towers</reason>\n<tool_call>\n{"name": "image_search", "arguments": {"image_id": "img_0", "area": '
+    '[[0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 1.0, 1.0]]}}\n</tool_call>\n<tool_call>\n{"name": "text_search", '
+    '"arguments": {"input": ["height of the red tower"]}}\n</tool_call>',
+    '<reason>now the heights</reason>\n<tool_call>\n{"name": "text_search", "arguments": {"input": '
+    '["year it opened", "height of the blue tower"]}}\n</tool_call>',
+    "<reason>found it</reason> <answer>the red tower</answer>",
+]
+
+
+def _image(size=(300, 140)) -> Image.Image:
+    rng = np.random.default_rng(7)
+    return Image.fromarray((rng.random((size[1], size[0], 3)) * 255).astype("uint8"))
+
+
+def _backend() -> InMemoryBackend:
+    return InMemoryBackend(text={"height": [Hit("Red Tower", "rises 300 m", "http://r", 0.9)],
+                                 "year": [Hit("Opened", "1889", "http://y", 0.8)]})
+
+
+class ScriptedClient:
+    """The PRS teacher: answers the scripted turns in order (what the fake LLM server answers in RL)."""
+
+    def __init__(self, turns):
+        self.turns = list(turns)
+
+    async def chat(self, model, messages, **params):
+        return ChatReply(text=self.turns.pop(0), finish_reason="stop", completion_tokens=5)
+
+
+async def _rl_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
+    """The rollout's text: RL parquet row -> verl's dataset class -> the agent loop -> prompt + response ids."""
+    from verl.utils.dataset.rl_dataset import get_dataset_class
+
+    row = rl_row(question=QUESTION, answers=["the red tower"], images=[_image()], index=0, split="train",
+                 data_source="toy")
+    path = write_parquet([row], tmp_path / "rl.parquet")
+    cfg = _compose(model_dir)
+    tokenizer, processor = _tok_proc(model_dir)
+    data_cfg = OmegaConf.create({**OmegaConf.to_container(cfg.data, resolve=True), "max_prompt_length": 8192,
+                                 "cache_dir": str(tmp_path / "cache"), "filter_overlong_prompts": False})
+    sample = get_dataset_class(cfg.data)(data_files=str(path), tokenizer=tokenizer, config=data_cfg,
+                                         processor=processor)[0]
+    server, _ = server_for(model_dir, TURNS)
+    hal.set_backend_override(_backend())
+    try:
+        loop = make_loop(model_dir, server, ugs=ugs.model_dump())
+        out = await loop.run(dict(SAMPLING), raw_prompt=sample["raw_prompt"], extra_info=sample["extra_info"],
+                             index=0, tools_kwargs={})
+    finally:
+        hal.set_backend_override(None)
+    assert out.extra_fields["finish_reason"] == "answer" and out.extra_fields["tool_rounds"] == 2
+    return tokenizer.decode(list(out.prompt_ids) + list(out.response_ids))
+
+
+async def _sft_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
+    """The SFT row's text: the PRS runner -> a solved result line -> `sft_row` -> HyperEyesSFTDataset."""
+    from hyperseyes_verl.recipes.sft_dataset import HyperEyesSFTDataset
+
+    image = open_image(png_bytes(_image()))  # what the RL dataset decodes from the parquet row
+    env = SearchEnvironment(_backend(), QUESTION, [image], ugs)
+    rec = await run_episode(ScriptedClient(TURNS), "teacher", env, QUESTION, [image])
+    assert rec.finish_reason == "answer" and rec.tool_rounds == 2
+    prs = tmp_path / "prs"
+    names = rec.save_images(prs / "trajectories" / "e0")
+    result = {"id": "e0", "status": "solved", "ref_rounds": rec.tool_rounds, "ref_searches": rec.searches,
+              "trajectory": json.loads(json.dumps(rec.to_dict())),
+              "trajectory_images": [f"trajectories/e0/{n}" for n in names]}
+    path = write_parquet([sft_row(result, prs)], tmp_path / "sft.parquet")
+    tokenizer, processor = _tok_proc(model_dir)
+    ds = HyperEyesSFTDataset(str(path), tokenizer, {"max_length": 16384, "truncation": "error",
+                                                    "messages_key": "messages"}, processor=processor)
+    item = ds[0]
+    ids = item["input_ids"][item["attention_mask"].bool()].tolist()
+    return tokenizer.decode(ids)
+
+
+def _turns(text: str) -> list[str]:
+    """Chat turns (`<|im_start|>…`), each without the newline that separates it from the next."""
+    return [t.rstrip("\n") for t in text.split("<|im_start|>") if t]
+
+
+@pytest.mark.parametrize("fmt", ["hyperseyes", "official"])
+async def test_sft_row_and_rl_rollout_render_identically(tiny_vl_dir, tmp_path, fmt):
+    ugs = UGSConfig(observation_format=fmt)
+    rl = _turns(await _rl_text(tiny_vl_dir, tmp_path / "rl", ugs))
+    sft = _turns(await _sft_text(tiny_vl_dir, tmp_path / "sft", ugs))
+    # system (with the # Tools block), user, then 3 assistant turns and 2 observations
+    assert [t.split("\n", 1)[0] for t in sft] == ["system", "user", "assistant", "user", "assistant", "user",
+                                                  "assistant"]
+    assert len(rl) == len(sft)
+    for i, (a, b) in enumerate(zip(rl, sft)):
+        assert a == b, f"turn {i} differs between RL and SFT:\nRL : {a[:400]!r}\nSFT: {b[:400]!r}"
+    assert "# Tools" in sft[0] and '"image_search"' in sft[0] and '"items"' in sft[0]
+    observations = [sft[3], sft[5]]
+    assert all("<tool_response>" in t and "</tool_response>" in t for t in observations)
+    assert all(t.count("<tool_response>") == 1 for t in observations)  # one wrapper per round, not per call
+    assert sft[3].count("<|vision_start|>") == 2  # both crops reach the model in both stages
+    if fmt == "official":
+        assert "原始问题（Original Question）： " + QUESTION in sft[3] and "裁剪成功: img_1, img_2" in sft[3]
+        assert sft[3].index("<|vision_start|>") < sft[3].index("<tool_response>")  # crop images first
+    else:
+        assert "Original question: " + QUESTION in sft[3] and "img_1: <|vision_start|>" in sft[3]
