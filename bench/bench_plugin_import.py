@@ -3,7 +3,9 @@
 For each target (`verl.trainer.ppo.v1`, `verl.experimental.agent_loop`, `verl.trainer.distillation`) a fresh
 interpreter imports `verl`, then times `import <target>` and lists the modules it loaded, with the plugin on
 (verl's default entry-point discovery) and off (`VERL_USE_EXTERNAL_PLUGINS=none`). Runs alternate on/off;
-medians are printed. The difference is what the plugin costs a job that does not select any HyperEyes part.
+medians are printed. The difference is what the plugin costs a job that does not select any HyperEyes part; the
+wall-clock difference is within the noise of a shared box, so the import time of the added modules alone
+(`-X importtime`, self time summed) is printed too.
 
     .venv/bin/python bench/bench_plugin_import.py [--runs 5] [--code-dir DIR]
 
@@ -19,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 TARGETS = ("verl.trainer.ppo.v1", "verl.experimental.agent_loop", "verl.trainer.distillation")
 
@@ -40,12 +43,20 @@ def probe(target: str, plugin_on: bool, code_dir: str | None) -> dict:
         env["VERL_USE_EXTERNAL_PLUGINS"] = "none"
     if code_dir:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (code_dir, env.get("PYTHONPATH")) if p)
-    proc = subprocess.run([sys.executable, "-c", PROBE, target], env=env, capture_output=True, text=True,
-                          timeout=600)
+    # cwd away from the checkout: `python -c` puts the working directory first on sys.path
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", PROBE, target], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         raise SystemExit(f"probe of {target} (plugin {'on' if plugin_on else 'off'}) failed:\n{proc.stderr[-3000:]}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT "):])
+    # -X importtime: "import time: self [us] | cumulative | name", one line per module actually executed
+    result["self_us"] = {}
+    for ln in proc.stderr.splitlines():
+        if ln.startswith("import time:") and "|" in ln and "self [us]" not in ln:
+            self_us, _, name = (x.strip() for x in ln[len("import time:"):].split("|"))
+            result["self_us"][name] = int(self_us)
+    return result
 
 
 def top_packages(modules: set[str]) -> dict[str, int]:
@@ -75,8 +86,10 @@ def main() -> None:
         mods_on, mods_off = set(on[0]["added"]), set(off[0]["added"])
         extra = mods_on - mods_off
         print(f"\n== import {target}")
+        own_ms = statistics.median(sum(r["self_us"].get(m, 0) for m in extra) for r in on) / 1000
         print(f"  plugin on {t_on:.2f} s ({len(mods_on)} modules) | off {t_off:.2f} s ({len(mods_off)} modules) | "
-              f"added by the plugin: {t_on - t_off:+.2f} s, {len(extra)} modules")
+              f"added by the plugin: {t_on - t_off:+.2f} s, {len(extra)} modules, whose own import time "
+              f"(-X importtime, self) is {own_ms:.1f} ms")
         if extra:
             print("  modules added, by package: " + ", ".join(f"{k} {v}" for k, v in top_packages(extra).items()))
             ours = sorted(m for m in extra if m.startswith("hyperseyes_verl"))

@@ -122,8 +122,12 @@ if [[ "$STAGE" != 2 ]]; then
   step="$(cat "$OUT_DIR/stage1/latest_checkpointed_iteration.txt")"
   $PYTHON -m verl.model_merger merge --backend fsdp --local_dir "$OUT_DIR/stage1/global_step_$step" \
     --target_dir "$OUT_DIR/stage1_hf"
-  $HYPERSEYES recipe merge-lora --model "$OUT_DIR/stage1_hf" --adapter "$OUT_DIR/stage1_hf/lora_adapter" \
-    --out "$STAGE1_MODEL" --dtype "${MERGE_DTYPE:-bfloat16}"
+  if [[ -d "$OUT_DIR/stage1_hf/lora_adapter" ]]; then
+    $HYPERSEYES recipe merge-lora --model "$OUT_DIR/stage1_hf" --adapter "$OUT_DIR/stage1_hf/lora_adapter" \
+      --out "$STAGE1_MODEL" --dtype "${MERGE_DTYPE:-bfloat16}"
+  else  # full fine-tuning (model.lora_rank=0): the merged FSDP shards are the stage-1 model
+    rm -rf "$STAGE1_MODEL" && cp -r "$OUT_DIR/stage1_hf" "$STAGE1_MODEL"
+  fi
 fi
 if [[ "$STAGE" != 1 ]]; then
   need_model STAGE1_MODEL "$STAGE1_MODEL"

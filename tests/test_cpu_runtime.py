@@ -107,18 +107,18 @@ def test_injected_faults_are_deterministic_per_sequence():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_qwen25_dir):
-    return HFRolloutServer(tiny_qwen25_dir, prompt_length=256, response_length=32, seed=0)
+def server(tiny_vl_dir):  # both Qwen-VL families: their M-RoPE inputs differ
+    return HFRolloutServer(tiny_vl_dir, prompt_length=256, response_length=32, seed=0)
 
 
-def _prompt(server, image=True):
+def _prompt(server, image=True, return_inputs=False):
     from PIL import Image
 
     messages = [{"role": "user", "content": ([{"type": "image"}] if image else []) + [{"type": "text", "text": "q"}]}]
     text = server.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     images = [Image.new("RGB", (56, 56), (200, 30, 30))] if image else None
-    ids = server.processor(text=[text], images=images, return_tensors="pt")["input_ids"][0].tolist()
-    return ids, images
+    inputs = server.processor(text=[text], images=images, return_tensors="pt")
+    return inputs if return_inputs else (inputs["input_ids"][0].tolist(), images)
 
 
 def test_sampled_logprobs_match_a_forward_pass(server):
@@ -128,10 +128,14 @@ def test_sampled_logprobs_match_a_forward_pass(server):
                                       image_data=images))
     assert 1 <= len(out.token_ids) <= 12 and len(out.log_probs) == len(out.token_ids)
     assert out.extra_fields["global_steps"] is None and out.stop_reason == "completed"
-    full = torch.tensor([ids + out.token_ids])
-    vision = server._vision_inputs(images)
+    # the reference forward uses the processor's own inputs (pixels, grid, M-RoPE token types) + the new tokens
+    inputs = dict(_prompt(server, return_inputs=True))
+    new = torch.tensor([out.token_ids])
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], new], dim=1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(new)], dim=1)
     with torch.no_grad():
-        logits = server.model(input_ids=full, attention_mask=torch.ones_like(full), **vision).logits[0].float()
+        logits = server.model(**inputs).logits[0].float()
     recomputed = torch.log_softmax(logits[len(ids) - 1:-1] / 0.7, -1).gather(-1, torch.tensor(out.token_ids)[:, None])
     assert torch.allclose(torch.tensor(out.log_probs), recomputed[:, 0], atol=1e-4)
 

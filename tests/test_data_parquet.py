@@ -1,9 +1,6 @@
 """RL / SFT parquet load through verl 0.9.1's dataset classes with a tiny Qwen2.5-VL processor."""
 from __future__ import annotations
 
-import sys
-import types
-
 import pandas as pd
 import pytest
 from PIL import Image
@@ -77,14 +74,12 @@ def test_rl_parquet_loads_through_the_verl_dataset(prs_dir, tiny_qwen25_dir, tmp
                for blk in m["content"])
 
 
-def test_sft_parquet_loads_through_verl_multiturn_sft_dataset(prs_dir, tiny_qwen25_dir, tmp_path, monkeypatch):
+def test_sft_parquet_loads_through_verl_multiturn_sft_dataset(prs_dir, tiny_qwen25_dir, tmp_path):
+    """Through the stage-1 dataset class (verl's MultiTurnSFTDataset + the image cap and the JSON `tools` column
+    our rows carry: the same tool schemas RL prompts render)."""
     from omegaconf import OmegaConf
 
-    # verl's process_image imports qwen_vl_utils (torchvision) even for PIL input; a CPU-box stand-in.
-    stub = types.ModuleType("qwen_vl_utils")
-    stub.fetch_image = lambda ele, image_patch_size=14: ele["image"].convert("RGB")
-    monkeypatch.setitem(sys.modules, "qwen_vl_utils", stub)
-    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+    from hyperseyes_verl.recipes.sft_dataset import HyperEyesSFTDataset as MultiTurnSFTDataset
 
     root, _ = prs_dir
     rows = sft_rows(read_results(root / "prs" / "results.jsonl"), root / "prs")
@@ -104,6 +99,8 @@ def test_sft_parquet_loads_through_verl_multiturn_sft_dataset(prs_dir, tiny_qwen
         assistant = [m["content"] for m in msgs if m["role"] == "assistant"]
         assert all(text in learned for text in assistant)
         assert "Question:" not in learned and "<|image_pad|>" not in learned
+        text = tok.decode(ids)
+        assert "# Tools" in text and '"text_search"' in text and "<tool_response>" in text and "<tool_response>" not in learned
         n_imgs = len(df.iloc[k]["images"])
         assert item["multi_modal_inputs"]["image_grid_thw"].shape[0] == n_imgs
         assert n_imgs == 1 + 2 * (df.iloc[k]["ref_rounds"] >= 1)  # input image + the round-1 crops

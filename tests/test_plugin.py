@@ -30,6 +30,15 @@ PROBE = textwrap.dedent("""
     r["trainer_modes"] = sorted(k for k, v in TRAINER_REGISTRY.items() if v.__module__.startswith("hyperseyes_verl"))
     from hyperseyes_verl.verl.plugin import registration_errors
     r["errors"] = registration_errors()
+    # a job that selects no HyperEyes part: none of the cores, none of their dependencies
+    heavy = ("hyperseyes_verl.judge", "hyperseyes_verl.trace", "hyperseyes_verl.opd", "hyperseyes_verl.hdpo",
+             "hyperseyes_verl.agent", "hyperseyes_verl.search", "hyperseyes_verl.ugs", "tenacity", "openai")
+    r["heavy"] = sorted(m for m in sys.modules if m.startswith(heavy))
+    r["ours"] = sorted(m for m in sys.modules if m.startswith("hyperseyes_verl"))
+    from omegaconf import OmegaConf
+    from hyperseyes_verl.verl.trainer import resolve_opd_config
+    resolve_opd_config(OmegaConf.create({}))  # what building the trainer does first: the OPD core loads now
+    r["opd_after_use"] = "hyperseyes_verl.opd" in sys.modules
     print("RESULT " + json.dumps(r))
 """)
 
@@ -47,6 +56,12 @@ def test_import_verl_registers_lazily_through_the_entry_point():
     assert r["distill_loaded"] == r["distill_exists"]
     assert bool(r["trainer_modes"]) == r["trainer_exists"]  # registered on `import verl.trainer.ppo.v1`
     assert r["errors"] == []
+    assert r["heavy"] == [], "importing verl's registries loaded HyperEyes cores a job may not use"
+    assert set(r["ours"]) <= {"hyperseyes_verl", "hyperseyes_verl.verl", "hyperseyes_verl.verl.plugin",
+                              "hyperseyes_verl.verl.cpu", "hyperseyes_verl.verl.verl_guard",
+                              "hyperseyes_verl.verl.verl_fixes", "hyperseyes_verl.verl.trainer",
+                              "hyperseyes_verl.verl.distill_loss"}, r["ours"]
+    assert r["opd_after_use"]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hyperseyes_verl.recipes.sft_dataset import fit_image
+from hyperseyes_verl.utils.images import fit_image_tokens as fit_image
 
 
 @pytest.mark.parametrize("size", [(4000, 3000), (1000, 100), (30, 30), (28, 5000), (3584, 3584)])

@@ -38,7 +38,8 @@ async def test_episode_record_rounds_images_and_tokens():
         first, second = srv.requests
     assert rec.answer == "Red Tower" and rec.finish_reason == "answer"
     assert rec.tool_rounds == 1 and rec.searches == 3 and rec.rounds[0]["crops_ok"] == 2
-    assert [m["role"] for m in rec.messages] == ["system", "user", "assistant", "user", "assistant"]
+    # the observation is saved as the tool message RL renders (SFT rows are built from it), sent as a user one
+    assert [m["role"] for m in rec.messages] == ["system", "user", "assistant", "tool", "assistant"]
     # input image + two crops, referenced (not inlined) in the saved messages
     assert len(rec.images) == 3 and rec.images[1].size == (100, 100)
     refs = [b["ref"] for m in rec.messages if isinstance(m["content"], list)

@@ -129,3 +129,23 @@ async def test_sft_row_and_rl_rollout_render_identically(tiny_vl_dir, tmp_path, 
         assert sft[3].index("<|vision_start|>") < sft[3].index("<tool_response>")  # crop images first
     else:
         assert "Original question: " + QUESTION in sft[3] and "img_1: <|vision_start|>" in sft[3]
+
+
+def test_one_observation_message_per_round_and_tools_as_json():
+    from hyperseyes_verl.ugs.conversation import chat_tools, decode_tools, observation_message, tools_json
+    from hyperseyes_verl.ugs.types import Observation
+
+    img = Image.new("RGB", (8, 8))
+    first = [{"type": "text", "text": "a #1:\n"}, {"type": "image", "image": img}]
+    obs = Observation([{"role": "tool", "content": first},
+                       {"role": "tool", "content": [{"type": "text", "text": "b #2:\nQ"}]}])
+    msg = observation_message(obs)
+    assert msg["role"] == "tool" and [b["type"] for b in msg["content"]] == ["text", "image", "text"]
+    assert msg["content"][2]["text"] == "\nb #2:\nQ" and msg["content"][1]["image"] is img
+    with pytest.raises(ValueError, match="mixes roles"):
+        observation_message(Observation([{"role": "tool", "content": []}, {"role": "user", "content": []}]))
+    assert decode_tools(tools_json()) == chat_tools() and decode_tools(None) is None
+    with pytest.raises(ValueError, match="not JSON"):
+        decode_tools("{oops")
+    with pytest.raises(ValueError, match="JSON list of tool schemas"):
+        decode_tools('{"type": "function"}')

@@ -12,6 +12,7 @@ from hyperseyes_verl.study.claims import evaluate, validator_rejects_bad_guard
 from hyperseyes_verl.study.cli import run_study
 from hyperseyes_verl.study.signals import Rollouts, Variant, advantages, opd_shaped
 from hyperseyes_verl.study.train import StudyConfig, _policy_step, run_variant
+from hyperseyes_verl.study.variants import standard_variants
 from hyperseyes_verl.verl.advantage_fns import verl_outcome_advantages
 from hyperseyes_verl.study.world import (
     IDX,
@@ -23,7 +24,7 @@ from hyperseyes_verl.study.world import (
     sample_strategies,
     softmax_TS,
 )
-from hyperseyes_verl.trace import ReferenceStore, StoreConfig
+from hyperseyes_verl.trace import OfficialTraceConfig, ReferenceStore, StoreConfig
 
 REDUCED = StudyConfig(seed=0, epochs=25, prompts=64, batch_prompts=16, lr=1.0)
 
@@ -123,13 +124,25 @@ def test_efficiency_signals_rank_parallel_above_serial_and_accuracy_only_does_no
     assert base[0] == pytest.approx(base[1]) == pytest.approx(base[2]) and base[3] < base[0]
 
 
-def test_rollouts_are_observed_and_tighten_the_reference_at_epoch_end():
+@pytest.mark.parametrize("counting, searches", [("release", 1), ("searches", 4)])
+def test_rollouts_are_observed_and_tighten_the_reference_at_epoch_end(counting, searches):
+    """The parallel rollout (1 round, 4 crops in one call) becomes the reference; its searches as the reward
+    counts them: one call (release counting) or four crops (searches counting)."""
     store = ReferenceStore(StoreConfig(use_ray=False))
     r = _rollouts(["parallel", "serial"], [True, True])
-    advantages(Variant("v", "trace_official"), r, store, np.zeros(2), 0)
+    advantages(Variant("v", "trace_official", official=OfficialTraceConfig(counting=counting)), r, store,
+               np.zeros(2), 0)
     assert store.peek(r.keys_N[0]).rounds == 4  # frozen during the epoch
     store.end_epoch()
-    assert (store.peek(r.keys_N[0]).rounds, store.peek(r.keys_N[0]).searches) == (1, 4)
+    assert (store.peek(r.keys_N[0]).rounds, store.peek(r.keys_N[0]).searches) == (1, searches)
+
+
+def test_study_shows_what_each_counting_does_to_width():
+    from hyperseyes_verl.study.report import counting_example
+
+    rows = {line.split(" | ")[0].strip("| "): line for line in counting_example().splitlines()[2:]}
+    assert "good +1.20" in rows["1 round, 6 crops (wide)"] and "bad +0.98" in rows["1 round, 6 crops (wide)"]
+    assert "trace_official_searches" in [v.name for v in standard_variants()]
 
 
 def test_opd_shapes_only_failed_rollouts_toward_the_teacher():

@@ -357,3 +357,18 @@ def test_fuzz_steps_never_raise(turns):
 
     stats = asyncio.run(episode())
     assert stats.tool_rounds <= 2 and stats.turns <= 3 and len(stats.searches_per_round) == stats.tool_rounds
+
+
+async def test_default_caps_fit_a_4x4_mosaic_and_say_they_are_ours():
+    """The project's own 4x4 mosaics need 16 crops in one call; the per-call caps are ours (the release has none)
+    and must say so, while the budgets that are the release's say official."""
+    boxes = [[c / 4, r / 4, (c + 1) / 4, (r + 1) / 4] for r in range(4) for c in range(4)]
+    env = SearchEnvironment(InMemoryBackend(), "q", [image(400, 400)])
+    step = await env.step(call("image_search", image_id="img_0", area=boxes)
+                          + call("text_search", input=[f"entity {i}" for i in range(16)]))
+    assert step.round.crops_ok == 16 and step.round.searches == 32 and not step.round.errors
+    fields = UGSConfig.model_fields
+    for name in ("max_calls_per_turn", "max_boxes_per_call", "max_queries_per_call", "max_query_chars"):
+        assert "ours" in fields[name].description and "official" not in fields[name].description.split("(")[0]
+    for name in ("max_tool_rounds", "max_turns", "top_k"):
+        assert "official" in fields[name].description

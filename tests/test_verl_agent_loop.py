@@ -367,6 +367,39 @@ async def test_observation_merge_without_schemas_gives_the_same_tokens(tiny_vl_d
     assert hal._MERGE_NEEDS_TOOLS == {processor.chat_template: False}  # decided by the first merge
 
 
+async def test_yaml_settings_apply_to_every_trajectory_of_a_worker(tiny_qwen25_dir, tmp_path, monkeypatch):
+    """A worker loads the agent-loop YAML (with settings) into verl's registry and rereads the entry per trajectory.
+    The agent-loop module is first imported inside the first trajectory (a fresh Ray worker process, simulated
+    here by dropping it from sys.modules); importing it must not replace that entry with a bare one."""
+    import sys
+
+    import hyperseyes_verl.verl as hv
+    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+
+    yaml_path = tmp_path / "agent_loop.yaml"
+    OmegaConf.save(OmegaConf.create([{"name": hal.AGENT_NAME, "_target_": f"{hal.__name__}.HyperEyesAgentLoop",
+                                      "ugs": {"max_tool_rounds": 1}, "backend": {"type": "memory"}}]), yaml_path)
+    monkeypatch.setitem(_agent_loop_registry, hal.AGENT_NAME, _agent_loop_registry.get(hal.AGENT_NAME))
+    monkeypatch.delitem(sys.modules, hal.__name__)
+    monkeypatch.delattr(hv, "agent_loop")  # restored afterwards; meanwhile hydra imports a fresh copy
+    cfg = _compose(tiny_qwen25_dir, (f"actor_rollout_ref.rollout.agent.agent_loop_config_path={yaml_path}",))
+    server, _ = server_for(tiny_qwen25_dir, [T_SEARCH, T_SEARCH, T_ANSWER])  # two rounds asked, one allowed
+    worker = AgentLoopWorker(cfg, llm_client=server, teacher_client=None, reward_loop_worker_handles=None)
+    n = 2
+    batch = DataProto.from_dict(non_tensors={
+        "raw_prompt": np.array([raw_prompt(i) for i in range(n)] + [None], dtype=object)[:n],
+        "agent_name": np.array([hal.AGENT_NAME] * n, dtype=object),
+        "data_source": np.array(["toy"] * n, dtype=object),
+        "extra_info": np.array([{"index": i, "question": "Where?"} for i in range(n)], dtype=object),
+        "index": np.array(list(range(n)), dtype=object),
+    }, meta_info={"global_steps": 1, "validate": False})
+    out = await worker.generate_sequences(batch)
+    assert sys.modules[hal.__name__] is not hal  # the module really was imported by the first trajectory
+    assert out.non_tensor_batch["tool_rounds"].tolist() == [1, 1]  # max_tool_rounds=1 for both trajectories
+    assert out.non_tensor_batch["budget_exhausted"].tolist() == [True, True]
+    assert _agent_loop_registry[hal.AGENT_NAME]["ugs"] == {"max_tool_rounds": 1}
+
+
 def test_plugin_registers_the_same_name_and_class_as_the_agent_loop():
     """plugin.py must not import the agent loop (too heavy for every verl process), so it repeats both names."""
     from hyperseyes_verl.verl import plugin

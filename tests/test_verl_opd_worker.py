@@ -188,3 +188,54 @@ def test_manager_installs_the_gated_worker():
     legacy = object.__new__(tw.GatedAgentLoopManager)
     tw.GatedAgentLoopManager.__init__(legacy, cfg, llm_client=None)
     assert legacy.agent_loop_workers_class.__ray_actor_class__ is tw.GatedAgentLoopWorker
+
+
+async def test_extra_arguments_of_a_newer_verl_reach_verl_s_method(config):
+    """verl's hook is private; a newer verl calls it with more keyword arguments (an open PR adds global_steps=).
+    The override passes them on instead of failing every teacher call with a TypeError."""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+
+    from hyperseyes_verl.verl.teacher_worker import GatedTeacherMixin
+
+    seen = []
+
+    class NewerVerlWorker(AgentLoopWorker):  # the hook as that PR changes it
+        async def _compute_teacher_logprobs(self, output, prompt_ids, response_ids, validate, sample_kwargs=None,
+                                            global_steps=None):
+            seen.append(global_steps)
+            await super()._compute_teacher_logprobs(output, prompt_ids, response_ids, validate, sample_kwargs)
+
+    teacher = FakeTeacher()
+    w = object.__new__(type("W", (GatedTeacherMixin, NewerVerlWorker), {}))
+    w.__dict__.update(make_worker(config, teacher).__dict__)
+    failed, ok = make_output(0), make_output(1)
+    for o in (failed, ok):
+        await w._compute_teacher_logprobs(o, o.prompt_ids, o.response_ids, validate=False, sample_kwargs={},
+                                          global_steps=7)
+    assert seen == [7] and len(teacher.calls) == 1  # the success is still skipped without asking verl
+    assert failed.extra_fields["opd_teacher_status"] == "scored" and w.opd_counters()["teacher_errors"] == 0
+
+
+def test_gated_worker_class_survives_workers_started_inside_init():
+    """The managers do not depend on verl starting its workers after __init__: a manager that starts them
+    inside __init__ (right after verl assigns its default class) still gets the gated worker."""
+    from omegaconf import OmegaConf
+    from verl.experimental.agent_loop.agent_loop import AgentLoopManager
+    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ
+
+    from hyperseyes_verl.verl import teacher_worker as tw
+
+    cfg = OmegaConf.create({"actor_rollout_ref": {"rollout": {}, "model": {}}})
+    for verl_base, gated in ((AgentLoopManagerTQ, tw.GatedAgentLoopManagerTQ),
+                             (AgentLoopManager, tw.GatedAgentLoopManager)):
+        class EagerVerl(verl_base):  # a verl that starts the workers in __init__
+            def __init__(self, *args, **kwargs):
+                self.agent_loop_workers_class = "verl's default worker"
+                super().__init__(*args, **kwargs)
+                self.started_with = self.agent_loop_workers_class
+
+        manager_cls = type("M", (tw._GatedWorkersMixin, EagerVerl), {"_gated_worker_class": gated._gated_worker_class,
+                                                                     "_guard_parts": gated._guard_parts})
+        m = manager_cls(cfg, llm_client=None)
+        assert issubclass(m.started_with.__ray_actor_class__, tw.GatedTeacherMixin)
+        assert m.started_with is m.agent_loop_workers_class  # one remote class per manager

@@ -66,8 +66,11 @@ CONTRACT_KEYS = {"acc", "answered", "tool_rounds", "tool_calls", "searches", "re
                  "trace_bonus", "opd_eligible", "judge_source", "prompt_key", "hdpo_format"}
 
 
+SEARCHES = "+hyperseyes.trace.official.counting=searches"  # counts from the agent loop's fields, not the text
+
+
 async def test_official_mode_with_the_hyperseyes_agent_fields(tiny_qwen25_dir):
-    worker = _worker(tiny_qwen25_dir, [])
+    worker = _worker(tiny_qwen25_dir, [SEARCHES])
     assert type(worker.reward_manager).__name__ == "TraceRewardManager"
     fields = {"tool_rounds": 2, "tool_calls": 3, "searches": 5, "searches_per_round": [2, 3], "crops_ok": 1,
               "crops_failed": 0, "search_failures": 0, "tool_errors": {}, "budget_exhausted": False,
@@ -83,8 +86,25 @@ async def test_official_mode_with_the_hyperseyes_agent_fields(tiny_qwen25_dir):
     assert out["reward_score"] == -0.5 and out["reward_extra_info"]["answered"] == 0
 
 
-async def test_verl_tool_agent_loop_rows_decode_the_response(tiny_qwen25_dir):
+async def test_official_default_counts_the_decoded_response_as_the_release(tiny_qwen25_dir):
+    """Official mode's default counting: tc = <tool_call> blocks of the decoded response, total = one per call,
+    whatever the agent loop's fields say (1 round with 2 calls: 3 crops + 2 queries -> tc 2, total 2)."""
     worker = _worker(tiny_qwen25_dir, [])
+    fields = {"tool_rounds": 1, "tool_calls": 2, "searches": 5, "searches_per_round": [5], "crops_ok": 3,
+              "crops_failed": 0, "search_failures": 0, "tool_errors": {}, "budget_exhausted": False,
+              "answered": True, "answer": "Paris", "finish_reason": "answer", "truncated": False}
+    response = ('<tool_call>{"name": "image_search", "arguments": {"image_id": "img_0", "area": [[0, 0, 0.3, 1], '
+                '[0.3, 0, 0.6, 1], [0.6, 0, 1, 1]]}}</tool_call><tool_call>{"name": "text_search", "arguments": '
+                '{"input": ["a", "b"]}}</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>hits'
+                '</tool_response><|im_end|>\n<|im_start|>assistant\n<answer>Paris</answer><|im_end|>')
+    out = await worker.compute_score(_row(worker.input_tokenizer, response, fields, 4))
+    info = out["reward_extra_info"]
+    assert (info["tool_rounds"], info["tool_calls"], info["searches"]) == (2, 2, 2)
+    assert out["reward_score"] == 1.0
+
+
+async def test_verl_tool_agent_loop_rows_decode_the_response(tiny_qwen25_dir):
+    worker = _worker(tiny_qwen25_dir, [SEARCHES])
     tok = worker.input_tokenizer
     # ToolAgentLoop: 2 tool rounds (3 calls) + answer turn -> num_turns = 2 + 3 + 1 = 6
     response = ('<tool_call>\n{"name": "search", "arguments": {"q": "x"}}\n</tool_call><|im_end|>\n'

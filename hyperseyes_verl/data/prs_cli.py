@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-tokens", type=int, default=1524, help="per assistant turn")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per chat request")
+    p.add_argument("--observation-format", choices=("hyperseyes", "official"), default="hyperseyes",
+                   help="observation text of the trajectories, hence of the SFT rows; use the RL stage's "
+                        "hyperseyes.agent_loop.ugs.observation_format (docs/OFFICIAL_PARITY.md)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -36,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..agent.openai_client import EndpointConfig, OpenAIChatClient
     from ..agent.runner import SamplingParams
+    from ..ugs.types import UGSConfig
     from .prs import PRSConfig, run_prs
     from .synth import read_items
 
@@ -46,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         backend_cfg = {"type": "embedded", "index_dir": args.index} if args.index else json.loads(args.backend)
         cfg = PRSConfig(model=args.model, max_rounds=args.max_rounds, concurrency=args.concurrency, limit=args.limit,
-                        sampling=SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens))
+                        sampling=SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens),
+                        ugs=UGSConfig(observation_format=args.observation_format))
         items = read_items(args.items)
     except (ValueError, OSError) as e:  # pydantic's ValidationError and JSON errors are ValueErrors
         print(f"error: {e}", file=sys.stderr)

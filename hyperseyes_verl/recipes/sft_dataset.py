@@ -27,7 +27,6 @@ from hyperseyes_verl.ugs.conversation import decode_tools
 from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, fit_image_tokens, image_token_factor, open_image, upright
 
 DEFAULT_MAX_IMAGE_TOKENS = IMAGE_TOKEN_CAP  # the one cap of both stages
-fit_image = fit_image_tokens  # the name this module exported before the cap was shared with RL
 
 
 def load_image(ref: Any) -> Image.Image:

@@ -36,6 +36,11 @@ class TrainTinyConfig(BaseModel):
     out: str = Field("outputs/train_tiny", description="output folder (model, data, checkpoints, logs, summary)")
     family: str = Field("qwen2_5_vl", description="tiny model family: qwen2_5_vl | qwen3_vl")
     sft_steps: int = Field(2, ge=1, description="stage-1 optimizer steps")
+    sft_lora_rank: int = Field(8, ge=0, description="stage-1 LoRA rank (official 8); 0 = full fine-tuning")
+    sft_lr: float = Field(1e-3, gt=0, description="stage-1 peak learning rate")
+    vocab_size: int = Field(600, ge=300, description="tiny tokenizer's BPE vocabulary (trained on the data too)")
+    hidden_size: int = Field(64, ge=32, description="tiny model's hidden size (4 heads)")
+    num_layers: int = Field(2, ge=1, description="tiny model's decoder layers")
     rl_steps: int = Field(2, ge=2, description="stage-2 steps; the run stops after rl_steps-1 and resumes")
     teacher_fault_frac: float = Field(0.5, ge=0, le=1, description="share of teacher requests that fail on "
                                       "purpose in the resumed invocation (0 = no fault injection)")
@@ -66,7 +71,6 @@ def prepare(cfg: TrainTinyConfig) -> dict[str, Path]:
     paths = {"model": out / "model", "data": out / "data", "index": out / "demo" / "index", "ckpt": out / "ckpt",
              "logs": out / "logs"}
     apply_processor_patch()
-    build_tiny_vl(paths["model"], family=cfg.family)
     rl_train = paths["data"] / "rl" / "train.parquet"
     if not rl_train.exists():
         demo = DemoConfig(out=str(out / "demo"), n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed,
@@ -83,6 +87,12 @@ def prepare(cfg: TrainTinyConfig) -> dict[str, Path]:
         rows = rl_rows(items, results, val_frac=0.25)
         write_parquet([r for r in rows if r["extra_info"]["split"] == "train"], rl_train)
         write_parquet([r for r in rows if r["extra_info"]["split"] == "val"], paths["data"] / "rl" / "val.parquet")
+    # the tokenizer also learns the data's own text: shorter sequences for the same vocabulary size
+    import pandas as pd
+
+    texts = [m["content"] for ms in pd.read_parquet(paths["data"] / "sft" / "train.parquet")["messages"] for m in ms]
+    build_tiny_vl(paths["model"], family=cfg.family, vocab_size=cfg.vocab_size, corpus=texts,
+                  hidden_size=cfg.hidden_size, num_layers=cfg.num_layers)
     paths["logs"].mkdir(parents=True, exist_ok=True)
     return paths
 
@@ -123,7 +133,9 @@ def train_tiny(cfg: TrainTinyConfig) -> dict:
     paths = prepare(cfg)
     timings = {"prepare_s": time.perf_counter() - t0}
     timings["stage1_s"] = run_recipe(paths, 1, "stage1", [f"trainer.total_training_steps={cfg.sft_steps}",
-                                                          f"trainer.save_freq={cfg.sft_steps}"])
+                                                          f"trainer.save_freq={cfg.sft_steps}",
+                                                          f"model.lora_rank={cfg.sft_lora_rank}",
+                                                          f"optim.lr={cfg.sft_lr}"])
     first = cfg.rl_steps - 1
     rollouts = f"trainer.rollout_data_dir={Path(cfg.out).resolve() / 'rollouts'}"  # `hyperseyes view` reads them
     timings["stage2_run1_s"] = run_recipe(paths, 2, "stage2_run1", [f"trainer.total_training_steps={first}",

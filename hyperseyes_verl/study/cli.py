@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from hyperseyes_verl.study.claims import evaluate
-from hyperseyes_verl.study.report import claims_markdown, summary_table, write_outputs
+from hyperseyes_verl.study.report import claims_markdown, counting_example, counting_table, summary_table, write_outputs
 from hyperseyes_verl.study.train import StudyConfig, run_variant
 from hyperseyes_verl.study.variants import standard_variants
 from hyperseyes_verl.study.world import make_population
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     paths = write_outputs(args.out, cfg, hist, claims, seconds)
-    print("\n" + summary_table(hist) + "\n\n" + claims_markdown(claims))
+    counting = counting_table(hist)
+    counting = f"{counting}\n\n{counting_example()}" if counting else ""
+    print("\n" + summary_table(hist) + "\n\n" + (f"What each official counting does to width:\n\n{counting}\n\n"
+                                                  if counting else "") + claims_markdown(claims))
     print(f"\n{len(hist)} runs in {seconds:.0f} s; wrote " + ", ".join(paths.values()))
     return 0

@@ -22,6 +22,48 @@ def summary_table(hist: dict[str, History]) -> str:
     return "\n".join(rows)
 
 
+def counting_table(hist: dict[str, History]) -> str:
+    """What the official rule's two countings do to width: release (total = one per call) leaves a wide round
+    as cheap as a narrow one; searches (total = queries + crops) ranks a narrower correct round above a wider
+    one, so it pushes width (searches per round) down and skimming (search one entity, guess the rest) up."""
+    rows = ["| official counting | accuracy | rounds | searches | searches / round (width) | parallel share | "
+            "skim share |", "|---|---|---|---|---|---|---|"]
+    for name, counting in (("trace_official", "release (tc = calls, total = 1 per call)"),
+                           ("trace_official_searches", "searches (tc = rounds, total = queries + crops)")):
+        if name in hist:
+            f = hist[name].final()
+            rows.append(f"| {counting} | {100 * f['acc']:.1f}% | {f['rounds']:.2f} | {f['searches']:.2f} | "
+                        f"{f['searches'] / max(f['rounds'], 1e-9):.2f} | {f['share_parallel']:.2f} | "
+                        f"{f['share_skim']:.2f} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
+# A group of correct rollouts against a reference of 1 round / 4 searches (the cold start's): (rounds, calls,
+# searches), each round one call. Width is what tells them apart.
+EXAMPLE_REF = (1, 4)
+EXAMPLE_GROUP = (("1 round, 6 crops (wide)", 1, 1, 6), ("1 round, 4 crops", 1, 1, 4),
+                 ("1 round, 2 crops + guess", 1, 1, 2), ("2 rounds, 2 + 2 crops", 2, 2, 4))
+
+
+def counting_example() -> str:
+    """The official group bonus of EXAMPLE_GROUP under both countings (computed by `official_group_scores`)."""
+    from hyperseyes_verl.trace.official import official_group_scores
+
+    n = len(EXAMPLE_GROUP)
+    by = {}
+    for counting in ("release", "searches"):
+        tc = [calls if counting == "release" else rounds for _, rounds, calls, _ in EXAMPLE_GROUP]
+        total = [calls if counting == "release" else searches for _, _, calls, searches in EXAMPLE_GROUP]
+        by[counting] = official_group_scores([1.0] * n, [True] * n, tc, total, [EXAMPLE_REF[0]] * n,
+                                             [EXAMPLE_REF[1]] * n)
+    rows = [f"| correct rollout (reference {EXAMPLE_REF[0]} round / {EXAMPLE_REF[1]} searches) | release: "
+            "category, score | searches: category, score |", "|---|---|---|"]
+    for i, (label, *_rest) in enumerate(EXAMPLE_GROUP):
+        r, s = by["release"][i], by["searches"][i]
+        rows.append(f"| {label} | {r.category} {r.score:+.2f} | {s.category} {s.score:+.2f} |")
+    return "\n".join(rows)
+
+
 def claims_markdown(claims: list[Claim]) -> str:
     return "\n".join(f"- **{'holds' if c.holds else 'does NOT hold'}** — {c.name}: {c.detail}" for c in claims)
 
@@ -75,6 +117,9 @@ def write_outputs(out_dir: str, cfg: StudyConfig, hist: dict[str, History], clai
     with open(paths["summary"], "w") as f:
         f.write(f"Study: seed {cfg.seed}, {cfg.prompts} prompts, {cfg.epochs} epochs, {cfg.batch_prompts} prompts × "
                 f"{cfg.n} rollouts per step, lr {cfg.lr}; {len(hist)} runs in {seconds:.0f} s.\n\n")
-        f.write(summary_table(hist) + "\n\n" + claims_markdown(claims) + "\n")
+        counting = counting_table(hist)
+        counting = f"{counting}\n\n{counting_example()}" if counting else ""
+        f.write(summary_table(hist) + "\n\n" + (f"What each official counting does to width:\n\n{counting}\n\n"
+                                                if counting else "") + claims_markdown(claims) + "\n")
     return paths
 

@@ -65,19 +65,29 @@ class Rollouts:
     keys_N: list[str]
 
 
-def observe(store: ReferenceStore, r: Rollouts) -> tuple[np.ndarray, np.ndarray]:
-    """Record every rollout in the store; return the references they are scored against."""
+def official_total(v: Variant, r: Rollouts) -> np.ndarray:
+    """The `total` the official rule compares with the reference's searches. release counting: one per call,
+    and in this world every round is one call holding all its boxes / queries, so total = rounds whatever the
+    width; searches counting: the searches themselves (queries + crops), so width is charged."""
+    return r.rounds_N if v.official.counting == "release" else r.searches_N
+
+
+def observe(store: ReferenceStore, r: Rollouts, searches_N: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Record every rollout in the store (searches as the reward counts them); return the references they are
+    scored against."""
+    searches_N = r.searches_N if searches_N is None else searches_N
     infos = store.record_many(zip(r.keys_N, r.init_ref_rounds_N.tolist(), r.init_ref_searches_N.tolist(),
-                                  r.correct_N.tolist(), r.rounds_N.tolist(), r.searches_N.tolist()))
+                                  r.correct_N.tolist(), r.rounds_N.tolist(), searches_N.tolist()))
     return np.array([i.rounds for i in infos]), np.array([i.searches for i in infos])
 
 
 def official_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, ref_s: np.ndarray) -> np.ndarray:
     score_N = np.zeros(len(r.group_N))
+    total_N = official_total(v, r)
     for g in np.unique(r.group_N):
         rows = np.flatnonzero(r.group_N == g)
         res = official_group_scores(r.correct_N[rows].astype(float).tolist(), r.answered_N[rows].tolist(),
-                                    r.rounds_N[rows].tolist(), r.searches_N[rows].tolist(),
+                                    r.rounds_N[rows].tolist(), total_N[rows].tolist(),
                                     ref_r[rows].tolist(), ref_s[rows].tolist(), v.official)
         score_N[rows] = [x.score for x in res]
     return score_N
@@ -91,7 +101,7 @@ def paper_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, lam_state: float | 
 
 def advantages(v: Variant, r: Rollouts, store: ReferenceStore, logp_N: np.ndarray, step: int) -> np.ndarray:
     """Per-rollout advantages of this step under `v`."""
-    ref_r, ref_s = observe(store, r)
+    ref_r, ref_s = observe(store, r, official_total(v, r) if v.reward == "trace_official" else None)
     if v.reward == "acc_only":
         adv_N = verl_outcome_advantages(r.correct_N.astype(float), r.group_N, v.estimator)
     elif v.reward == "trace_official":

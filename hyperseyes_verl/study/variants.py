@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from hyperseyes_verl.study.signals import Variant
-from hyperseyes_verl.trace import PaperTraceConfig
+from hyperseyes_verl.trace import OfficialTraceConfig, PaperTraceConfig
 
 LAM = 0.1  # paper-mode round cost: R⁺ − λ·8 = 0.2 is the lowest correct reward
 GUARDED = PaperTraceConfig(lam=LAM, r_minus=0.0, r_no_answer=-0.5)
@@ -21,6 +21,8 @@ def standard_variants() -> list[Variant]:
         Variant("acc_only", "acc_only", "accuracy only"),
         Variant("trace_official", "trace_official", "TRACE official (warm-up 2)", warmup_epochs=2),
         Variant("trace_official_nowarmup", "trace_official", "TRACE official, no warm-up", warmup_epochs=0),
+        Variant("trace_official_searches", "trace_official", "TRACE official, searches-aware counting (warm-up 2)",
+                warmup_epochs=2, official=OfficialTraceConfig(counting="searches")),
         Variant("trace_paper", "trace_paper", f"TRACE paper (λ={LAM})", paper=GUARDED),
         Variant("trace_paper_relative", "trace_paper", "TRACE paper, ref-relative (warm-up 2)", paper=relative,
                 warmup_epochs=2),

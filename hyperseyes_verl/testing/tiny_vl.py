@@ -7,6 +7,7 @@ Qwen's templates do (consecutive tool messages share one user turn, each in <too
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 SPECIAL_TOKENS = [
@@ -62,8 +63,12 @@ _CORPUS = [
 ]
 
 
-def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_size: int = 600) -> Path:
+def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_size: int = 600,
+                  corpus: Iterable[str] | None = None, hidden_size: int = 64, num_layers: int = 2) -> Path:
     """Write a tiny random `family` ("qwen2_5_vl" | "qwen3_vl") model, tokenizer and processor.
+
+    `corpus`: extra text the byte-level BPE is trained on (e.g. the data the model will see), so a larger
+    `vocab_size` buys shorter sequences; `hidden_size` / `num_layers` size the language model.
 
     Self-sufficient: without torchvision the Qwen-VL processors refuse the plain video processor used here, so the
     CPU stand-in (`cpu_patches.apply_processor_patch`, a no-op where torchvision exists) is applied first; loading
@@ -86,15 +91,18 @@ def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
-    bpe.train_from_iterator(_CORPUS * 40, trainers.BpeTrainer(
+    bpe.train_from_iterator(_CORPUS * 40 + list(corpus or []), trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False))
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                   additional_special_tokens=SPECIAL_TOKENS[1:], chat_template=CHAT_TEMPLATE)
     tid = tok.convert_tokens_to_ids
+    half = hidden_size // 4 // 2  # rotary pairs per head (4 heads), split over (t, h, w) like Qwen's [16, 24, 24]
+    mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
     ids = dict(image_token_id=tid("<|image_pad|>"), video_token_id=tid("<|video_pad|>"),
                vision_start_token_id=tid("<|vision_start|>"), vision_end_token_id=tid("<|vision_end|>"))
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    text = dict(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                num_hidden_layers=num_layers,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
                 bos_token_id=tid("<|endoftext|>"), eos_token_id=tid("<|im_end|>"), pad_token_id=tid("<|endoftext|>"))
     if family == "qwen2_5_vl":
@@ -104,10 +112,11 @@ def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_
         vp = BaseVideoProcessor(patch_size=patch, merge_size=2, temporal_patch_size=2)
         proc = transformers.Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp,
                                                 chat_template=CHAT_TEMPLATE)
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope}
         cfg = transformers.Qwen2_5_VLConfig(
             text_config=text,
-            vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+            vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                               out_hidden_size=hidden_size,
                                patch_size=patch, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
                                fullatt_block_indexes=[0]), **ids)
         model = transformers.Qwen2_5_VLForConditionalGeneration(cfg)
@@ -119,11 +128,12 @@ def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_
         vp = BaseVideoProcessor(patch_size=patch, merge_size=2, temporal_patch_size=2)
         proc = transformers.Qwen3VLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp,
                                              chat_template=CHAT_TEMPLATE)
-        text.update(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 5e6,
-                                                  "mrope_section": [2, 3, 3], "mrope_interleaved": True})
+        text.update(head_dim=hidden_size // 4, rope_parameters={"rope_type": "default", "rope_theta": 5e6,
+                                                  "mrope_section": mrope, "mrope_interleaved": True})
         cfg = transformers.Qwen3VLConfig(
             text_config=text,
-            vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+            vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                               out_hidden_size=hidden_size,
                                patch_size=patch, spatial_merge_size=2, temporal_patch_size=2,
                                num_position_embeddings=64, deepstack_visual_indexes=[1]), **ids)
         model = transformers.Qwen3VLForConditionalGeneration(cfg)

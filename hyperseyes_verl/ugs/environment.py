@@ -122,7 +122,8 @@ class SearchEnvironment:
             return self._finish("turn_budget")
         why = f"no tool rounds are left, so the {n_calls} tool call(s) of this turn were not executed."
         if self.config.observation_format == "official":
-            text = official_format.observation_text([official_format.error_content(why)], self.question, 0,
+            text = official_format.observation_text([official_format.error_content(why)],
+                                                    self.question.replace("<image>", "").strip(), 0,
                                                     self.config.hint_when_rounds_left)
             return StepResult(done=False, finish_reason="running",
                               observation=Observation([official_format.observation_message([], text)]))
@@ -249,7 +250,9 @@ class SearchEnvironment:
         contents += [official_format.error_content(e.message) for e in turn.errors[:MAX_ERROR_LINES]]
         if bare and len(contents) == 1:
             return official_format.observation_message([], contents[0])
-        text = official_format.observation_text(contents, self.question, rounds_left, cfg.hint_when_rounds_left)
+        # the release re-states its metadata question with `<image>` placeholders removed, stripped
+        question = self.question.replace("<image>", "").strip()
+        text = official_format.observation_text(contents, question, rounds_left, cfg.hint_when_rounds_left)
         return official_format.observation_message(images, text)
 
     def _accumulate(self, rs: RoundStats) -> None:

@@ -40,13 +40,14 @@ class UGSConfig(BaseModel):
     min_crop_px: int = Field(2, ge=1, description="a crop smaller than this on either side fails")
     restate_question: bool = Field(True, description="close every observation with the original question")
     hint_when_rounds_left: int = Field(1, ge=0, description="append a remaining-budget hint at or below this")
-    snippet_chars: int = Field(300, ge=20, description="a hit's snippet is clipped to this many characters")
+    snippet_chars: int = Field(300, ge=20, description="a hit's snippet is clipped to this many "
+                               "characters (ours; the official format shows it whole, as the release)")
     min_text_relevance: float = Field(
         0.0, ge=0, le=1, description="text hits with a known score below this are dropped before top_k "
         "(official 0.6, tuned to its web backend's scores)")
     observation_format: Literal["hyperseyes", "official"] = Field(
         "hyperseyes", description="how observations are written: `hyperseyes` (one tool message, English lines "
-        "per call / crop / query, docs/TRACE.md) or `official` (the release's text: crop images first, "
+        "per call / crop / query, ugs/render.py) or `official` (the release's text: crop images first, "
         "<tool_response> with its Chinese headers and per-hit layout, the re-stated question, its hints, a "
         "missing image_id read as img_0; docs/OFFICIAL_PARITY.md)")
 
@@ -55,9 +56,11 @@ class UGSConfig(BaseModel):
 class Observation:
     """What goes back to the model after a tool turn.
 
-    `messages` holds one `{"role": "tool", "content": [...]}` per executed call, content blocks in the
-    verl/HF multimodal form (`{"type": "text", "text": s}` / `{"type": "image", "image": PIL}`); the
-    remaining-budget hint and the re-stated question close the last message.
+    `messages` holds, in the `hyperseyes` format, one `{"role": "tool", "content": [...]}` per executed call
+    (the remaining-budget hint and the re-stated question close the last one); in the `official` format one
+    `{"role": "user", ...}` message, crop images first. Content blocks are in the verl/HF multimodal form
+    (`{"type": "text", "text": s}` / `{"type": "image", "image": PIL}`). Models see the round as ONE message:
+    `hyperseyes_verl.ugs.conversation.observation_message`, shared by SFT rows and RL rollouts.
     """
 
     messages: list[dict[str, Any]]
@@ -73,15 +76,6 @@ class Observation:
         for m in self.messages:
             out.append("".join(b["text"] if b.get("type") == "text" else "<image>" for b in m["content"]))
         return "\n".join(out)
-
-    def as_single_message(self, role: str = "user") -> dict[str, Any]:
-        """All calls' content in one message (OpenAI-style endpoints cannot put images in tool messages)."""
-        content: list[dict[str, Any]] = []
-        for i, m in enumerate(self.messages):
-            if i:
-                content.append({"type": "text", "text": "\n"})
-            content.extend(m["content"])
-        return {"role": role, "content": content}
 
 
 @dataclass

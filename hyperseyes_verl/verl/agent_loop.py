@@ -46,7 +46,7 @@ from uuid import uuid4
 
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, _agent_loop_registry
 from verl.utils.profiler import simple_timer
 from verl.utils.tokenizer import get_processor_token_id
 
@@ -58,6 +58,7 @@ from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.schema import system_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
 from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, image_token_factor
+from hyperseyes_verl.verl import verl_guard
 from hyperseyes_verl.verl.dataset import load_image
 
 # Rendered into every prompt; the SFT rows carry the same schemas (hyperseyes_verl.ugs.conversation).
@@ -199,11 +200,11 @@ def cap_images(messages: list[dict], room: int | None, cap: int | None) -> tuple
     return out, kept, withheld
 
 
-@register(AGENT_NAME)
 class HyperEyesAgentLoop(AgentLoopBase):
     """verl agent loop driving one `SearchEnvironment` episode per trajectory."""
 
     def __init__(self, *args, tools=None, name: str | None = None, **kwargs):
+        verl_guard.require("agent_loop")
         settings_keys = set(AgentLoopSettings.model_fields)
         overrides = {k: _to_plain(kwargs.pop(k)) for k in list(kwargs) if k in settings_keys}
         super().__init__(*args, **kwargs)  # `tools` (verl's tool list) is unused: the environment owns the tools
@@ -348,6 +349,11 @@ class HyperEyesAgentLoop(AgentLoopBase):
         if fields.get("max_global_steps") is not None:
             extra["max_global_steps"] = fields["max_global_steps"]
 
+
+# Not verl's @register: hydra first imports this module inside the first trajectory, after the worker loaded
+# the agent-loop YAML into the registry; verl rereads the registry per trajectory, so overwriting that entry
+# would drop its settings (ugs, backend, ...) from every later trajectory.
+_agent_loop_registry.setdefault(AGENT_NAME, {"_target_": f"{__name__}.{HyperEyesAgentLoop.__qualname__}"})
 
 # Documented here so `python -m hyperseyes_verl.verl.agent_loop` prints where the YAML lives.
 AGENT_LOOP_YAML = os.path.join(os.path.dirname(__file__), "agent_loop.yaml")

@@ -28,7 +28,7 @@ from verl.trainer.distillation.losses import (
 from verl.trainer.ppo.core_algos import kl_penalty
 from verl.workers.utils.padding import no_padding_2_padding
 
-from hyperseyes_verl.opd.teacher import teacher_rows_valid
+from hyperseyes_verl.verl import verl_guard
 
 GATED_SUFFIX = "_failed_only"
 GATED_LOSS_NAMES = ("k1_failed_only", "k3_failed_only", "low_var_kl_failed_only")
@@ -41,6 +41,10 @@ def _padded(t: torch.Tensor, fill=0) -> torch.Tensor:
 
 def opd_row_mask(data: TensorDict) -> torch.Tensor:
     """(B,) bool: rows the distillation term may touch (teacher scored them and, if present, opd_mask = 1)."""
+    # imported here, not at module level: every agent-loop process imports verl's distillation package (and so
+    # this module), most of them for jobs without OPD
+    from hyperseyes_verl.opd.teacher import teacher_rows_valid
+
     response_mask = _padded(data["response_mask"], 0).bool()
     teacher_ids = no_padding_2_padding(data["teacher_ids"], data)
     rows = teacher_rows_valid(teacher_ids, response_mask)
@@ -52,6 +56,7 @@ def opd_row_mask(data: TensorDict) -> torch.Tensor:
 
 def gated_reverse_kl_loss(config, distillation_config, model_output: dict, data: TensorDict):
     """(B, T) per-token losses (zero on masked rows) and metrics; signature of verl's DistillationLossFn."""
+    verl_guard.require("distill_loss")  # cached after the first call
     loss_mode = distillation_config.distillation_loss.loss_mode
     estimator = loss_mode[: -len(GATED_SUFFIX)] if loss_mode.endswith(GATED_SUFFIX) else "k1"
     student = no_padding_2_padding(model_output["log_probs"], data)
@@ -70,6 +75,7 @@ def gated_reverse_kl_loss(config, distillation_config, model_output: dict, data:
 
 def zero_distillation_loss(config, distillation_config, model_output: dict, data: TensorDict):
     """Advantage-mode placeholder: the OPD term already lives in the advantages."""
+    verl_guard.require("distill_loss")
     student = no_padding_2_padding(model_output["log_probs"], data)
     return torch.zeros_like(student), {}
 

@@ -8,14 +8,21 @@ process and registers then:
 
 - `verl.experimental.agent_loop` → `hyperseyes_agent` in `_agent_loop_registry` (a `_target_` string:
   the agent loop module itself is imported by hydra only when a trajectory uses it);
-- `verl.trainer.ppo.v1` → imports `hyperseyes_verl.verl.trainer` (registers trainer mode `hyperseyes_sync`);
-- `verl.trainer.distillation` → imports `hyperseyes_verl.verl.distill_loss` (distillation loss modes);
+- `verl.trainer.ppo.v1` → imports `hyperseyes_verl.verl.trainer` (registers trainer mode `hyperseyes_sync`; the
+  module holds the class only: judge, TRACE, OPD and HDPO load when a job builds the trainer);
+- `verl.trainer.distillation` → imports `hyperseyes_verl.verl.distill_loss` (distillation loss modes; the OPD
+  core loads at the first loss call);
 - `verl.utils.tensordict_utils`, `verl.models.transformers.qwen2_vl` → `hyperseyes_verl.verl.verl_fixes` (two verl
   0.9.1 defects, patches/README.md).
 
 With `HYPERSEYES_CPU_RUNTIME=1` (and only then) it also switches the CPU runtime on (`hyperseyes_verl/verl/cpu`):
 the `cpu` platform at once, then `rollout.name=hf` when `verl.workers.rollout.replica` loads and verl's FSDP
 engines for the cpu device when `verl.workers.engine` loads.
+
+At the first two it also checks the installed verl (`verl_guard`: version 0.9.1, the callables the adapters use,
+the private methods they override) and logs one ERROR line when it does not fit; registration goes on, and the
+adapters refuse to be built with that same line (verl hides plugin exceptions, and a job that never selects a
+HyperEyes part must keep working).
 
 Optional parts are registered only when their module exists (`importlib.util.find_spec`); when it exists
 and fails, that is an error. verl swallows plugin exceptions at DEBUG level, so every failure here is
@@ -59,11 +66,30 @@ def _report(what: str, fix: str) -> None:
         raise
 
 
+def check_verl(part: str) -> None:
+    """Log (and keep) one line when the installed verl does not fit `part`; raise it in strict mode."""
+    from hyperseyes_verl.verl import verl_guard
+
+    line = verl_guard.check(part)
+    if line is not None:
+        _ERRORS.append(line)
+        logger.error(line)
+        if _strict():
+            raise verl_guard.VerlVersionError(line)
+
+
 def register_agent_loop() -> None:
     from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
 
-    # A YAML entry (agent_loop_config_path) for the same name wins: it may carry settings.
+    # A YAML entry (agent_loop_config_path) for the same name wins: it may carry settings. The agent-loop module
+    # registers the same way when hydra imports it, so neither overwrites the other.
     _agent_loop_registry.setdefault(AGENT_NAME, {"_target_": AGENT_TARGET})
+    check_verl("agent_loop")
+
+
+def register_trainer() -> None:
+    check_verl("trainer")  # first: on another verl the import itself may fail, with a less clear error
+    _import_optional("hyperseyes_verl.verl.trainer")()
 
 
 def _import_optional(module: str) -> Callable[[], None]:
@@ -82,8 +108,7 @@ HOOKS: dict[str, tuple[str, Callable[[], None], str]] = {
         "the agent loop stays selectable through actor_rollout_ref.rollout.agent.agent_loop_config_path="
         "<hyperseyes_verl/verl/agent_loop.yaml>; check that verl==0.9.1 is installed"),
     "verl.trainer.ppo.v1": (
-        "importing hyperseyes_verl.verl.trainer (trainer mode 'hyperseyes_sync')",
-        _import_optional("hyperseyes_verl.verl.trainer"),
+        "importing hyperseyes_verl.verl.trainer (trainer mode 'hyperseyes_sync')", register_trainer,
         "install the V1 trainer's dependencies (pip install TransferQueue pyzmq msgspec) and run "
         "`python -c 'import hyperseyes_verl.verl.trainer'` to see the error"),
     "verl.utils.tensordict_utils": (

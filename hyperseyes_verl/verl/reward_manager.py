@@ -17,6 +17,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from hyperseyes_verl.trace.scorer import RolloutInput, TraceScorer
+from hyperseyes_verl.verl import verl_guard
 from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
 
 
@@ -32,6 +33,7 @@ class TraceRewardManager(RewardManagerBase):
 
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None,
                  reward_model_tokenizer=None, **kwargs):
+        verl_guard.require("reward_manager")
         super().__init__(config, tokenizer, compute_score)
         self.trace_config = trace_config_from_trainer(config)
         self.scorer = TraceScorer(self.trace_config)
@@ -49,7 +51,9 @@ class TraceRewardManager(RewardManagerBase):
         reward_model = nt.get("reward_model") or {}
         tool_fields = nt.get("tool_extra_fields")
         tool_fields = dict(tool_fields) if tool_fields is not None else None
-        need_text = self.trace_config.answer_from == "response" or not (tool_fields and "answer" in tool_fields)
+        cfg = self.trace_config
+        need_text = (cfg.answer_from == "response" or not (tool_fields and "answer" in tool_fields)
+                     or (cfg.mode == "official" and cfg.official.counting == "release"))  # counts read from text
         steps = nt.get("global_steps")
         x = RolloutInput(
             response_text=self._decode(row) if need_text else "",

@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopWorker
 
+from hyperseyes_verl.verl import verl_guard
 from hyperseyes_verl.opd import (
     TEACHER_OUTPUT_PROBLEMS,
     OPDConfig,
@@ -76,7 +77,9 @@ class GatedTeacherMixin:
         output.extra_fields["opd_teacher_tokens"] = 0
 
     async def _compute_teacher_logprobs(self, output, prompt_ids: list[int], response_ids: list[int],
-                                        validate: bool, sample_kwargs: dict[str, Any] | None = None) -> None:
+                                        validate: bool, sample_kwargs: dict[str, Any] | None = None,
+                                        **kwargs) -> None:
+        # **kwargs: a private verl hook; arguments a newer verl adds (e.g. global_steps=) pass through to it
         if not self.distillation_enabled or validate:
             return
         cfg, counts = self._opd(), self.opd_counters()
@@ -97,8 +100,8 @@ class GatedTeacherMixin:
                 retry=retry_if_exception(_retryable), reraise=True,
             ):
                 with attempt:
-                    await asyncio.wait_for(parent(output, prompt_ids, response_ids, validate, sample_kwargs),
-                                           timeout=cfg.teacher_timeout_s)
+                    await asyncio.wait_for(parent(output, prompt_ids, response_ids, validate, sample_kwargs,
+                                                  **kwargs), timeout=cfg.teacher_timeout_s)
                     check = check_teacher_outputs(output.extra_fields.get("teacher_ids"),
                                                   output.extra_fields.get("teacher_logprobs"), seq_len,
                                                   self._teacher_k())
@@ -123,10 +126,39 @@ class GatedAgentLoopWorker(GatedTeacherMixin, AgentLoopWorker):
     """Legacy (non-TransferQueue) worker."""
 
 
-class GatedAgentLoopManager(AgentLoopManager):
+class _GatedWorkersMixin:
+    """`agent_loop_workers_class` is always the gated worker, whatever verl assigns and whenever it starts them.
+
+    verl's managers have no public way to choose the worker class: AgentLoopManager keeps a preset attribute,
+    AgentLoopManagerTQ overwrites it in __init__. A data descriptor wins over both assignments, so the order of
+    construction and worker start-up does not matter; the sources this relies on are pinned in verl_guard.
+    """
+
+    _guard_parts: tuple[str, ...] = ("teacher_worker",)
+
     def __init__(self, *args, **kwargs):
-        self.agent_loop_workers_class = ray.remote(GatedAgentLoopWorker)  # base keeps a preset class
+        for part in self._guard_parts:
+            verl_guard.require(part)
         super().__init__(*args, **kwargs)
+
+    def _gated_worker_class(self) -> type:
+        raise NotImplementedError
+
+    @property
+    def agent_loop_workers_class(self):
+        remote = self.__dict__.get("_gated_remote")
+        if remote is None:
+            remote = self.__dict__["_gated_remote"] = ray.remote(self._gated_worker_class())
+        return remote
+
+    @agent_loop_workers_class.setter
+    def agent_loop_workers_class(self, value) -> None:
+        pass  # verl's default (ungated) worker class: ignored
+
+
+class GatedAgentLoopManager(_GatedWorkersMixin, AgentLoopManager):
+    def _gated_worker_class(self) -> type:
+        return GatedAgentLoopWorker
 
 
 def gated_worker_tq_class() -> type:
@@ -146,12 +178,11 @@ def gated_worker_tq_class() -> type:
 def _manager_tq_class() -> type:
     from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ
 
-    class GatedAgentLoopManagerTQ(AgentLoopManagerTQ):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            # verl's TQ manager sets its worker class unconditionally in __init__ and starts the workers later
-            # (create -> _init_agent_loop_workers); tests/test_teacher_worker_ray.py pins that order
-            self.agent_loop_workers_class = ray.remote(gated_worker_tq_class())
+    class GatedAgentLoopManagerTQ(_GatedWorkersMixin, AgentLoopManagerTQ):
+        _guard_parts = ("teacher_worker", "teacher_worker_tq")
+
+        def _gated_worker_class(self) -> type:
+            return gated_worker_tq_class()
 
     GatedAgentLoopManagerTQ.__module__ = __name__
     GatedAgentLoopManagerTQ.__qualname__ = "GatedAgentLoopManagerTQ"

@@ -10,6 +10,11 @@ What it adds (advantage step in `_compute_advantage`, math in advantage_step.py 
   (c) `distillation.enabled=true`: OPD on failed rollouts (`hyperseyes.opd.*`), official advantage shaping
       or verl's PG-OPD via the `k1_failed_only` loss mode; an `opd_mask` column is written for the loss.
 Epoch ends: `hyperseyes_verl.verl.trace_state.on_epoch_end` (reference tightening); init/resume: `restore`.
+
+The plugin imports this module in every process that loads `verl.trainer.ppo.v1`, to register the name. So at
+module level it imports only verl modules that package has already loaded; the HyperEyes cores (judge, TRACE,
+OPD, HDPO) are imported when a trainer is built or a function is called, i.e. only by jobs that select them.
+`tests/test_verl_good_citizen.py` checks which modules an unrelated job gets.
 """
 from __future__ import annotations
 
@@ -33,16 +38,7 @@ from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 from verl.utils.metric import Metric
 from verl.workers.utils.padding import no_padding_2_padding, response_to_nested
 
-from hyperseyes_verl.hdpo import HDPOConfig
-from hyperseyes_verl.opd import OPDConfig
-from hyperseyes_verl.verl.distill_loss import ADVANTAGE_MODE_LOSS_NAME, GATED_LOSS_NAMES
-from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
-from hyperseyes_verl.verl.advantage_step import (
-    assemble_advantages,
-    teacher_response_logprobs,
-    teacher_status_metrics,
-    unwrap_infos,
-)
+from hyperseyes_verl.verl import verl_guard
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +58,15 @@ def hyperseyes_section(config, name: str):
     return OmegaConf.to_container(section, resolve=True) if section is not None else None
 
 
-def resolve_opd_config(config) -> OPDConfig:
-    """`hyperseyes.opd` with its mode tied to verl's distillation loss mode.
+def resolve_opd_config(config):
+    """`hyperseyes.opd` (an OPDConfig) with its mode tied to verl's distillation loss mode.
 
     The official advantage shaping and a gated PG-OPD loss must not both run (the term would count twice), and
     a plain verl loss mode (k1, k3, ...) would distil successful rollouts too: both are refused here.
     """
+    from hyperseyes_verl.opd import OPDConfig
+    from hyperseyes_verl.verl.distill_loss import ADVANTAGE_MODE_LOSS_NAME, GATED_LOSS_NAMES
+
     opd = OPDConfig.from_mapping(hyperseyes_section(config, "opd"))
     if not OmegaConf.select(config, "distillation.enabled", default=False) or not opd.enabled:
         return opd
@@ -150,6 +149,10 @@ class HDPOTwoSurrogateLoss:
 
 class HyperEyesTrainer(PPOTrainerSync):
     def __init__(self, config):
+        from hyperseyes_verl.hdpo import HDPOConfig
+        from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
+
+        verl_guard.require("trainer")  # before verl builds anything: a wrong verl fails here, at start-up
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
@@ -203,7 +206,18 @@ class HyperEyesTrainer(PPOTrainerSync):
         return bool(OmegaConf.select(self.config, "distillation.enabled", default=False))
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
-        """Mirror of verl's PPOTrainer._compute_advantage (0.9.1) with the HyperEyes steps (a)-(c)."""
+        """Mirror of verl's PPOTrainer._compute_advantage (0.9.1) with the HyperEyes steps (a)-(c).
+
+        There is no public advantage hook in verl's V1 trainer; verl_guard pins the source this mirrors, so a
+        verl whose method changed is refused at construction and tests/test_verl_guard.py fails.
+        """
+        from hyperseyes_verl.verl.advantage_step import (
+            assemble_advantages,
+            teacher_response_logprobs,
+            teacher_status_metrics,
+            unwrap_infos,
+        )
+
         raw = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
                               select_fields=BASE_FIELDS + ["extra_fields"])
         response_mask = raw["response_mask"]

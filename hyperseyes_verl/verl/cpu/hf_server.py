@@ -126,16 +126,24 @@ class HFRolloutServer:
         async with self._lock:
             return await asyncio.to_thread(self._generate, list(prompt_ids), dict(sampling_params), image_data)
 
-    def _vision_inputs(self, images: list | None) -> dict[str, torch.Tensor]:
+    def _vision_inputs(self, images: list | None, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pixel inputs for the images of `ids` (1, S), and the token types that M-RoPE positions need:
+        without `mm_token_type_ids` transformers 5 refuses (Qwen3-VL) or silently uses text positions
+        (Qwen2.5-VL), and the served log-probs would differ from the actor's."""
         if not images:
             return {}
         out = self.processor.image_processor(images=images, return_tensors="pt")
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+        config = self.model.config
+        types = torch.zeros_like(ids, dtype=torch.int32)
+        types[ids == config.image_token_id] = 1
+        types[ids == getattr(config, "video_token_id", -1)] = 2
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"],
+                "mm_token_type_ids": types}
 
     @torch.no_grad()
     def _generate(self, prompt_ids: list[int], params: dict, images: list | None) -> TokenOutput:
         ids = torch.tensor([prompt_ids], dtype=torch.long)
-        vision = self._vision_inputs(images)
+        vision = self._vision_inputs(images, ids)
         extra: dict[str, Any] = {"global_steps": self.global_steps}
         if params.get("prompt_logprobs") is not None:  # teacher prefill: one forward pass, nothing sampled
             self.counts["prompt_logprob_calls"] += 1
