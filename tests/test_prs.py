@@ -9,7 +9,7 @@ from PIL import Image
 from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
 from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
-from openai_fake_server import EpisodeScript, FakeChatServer, Reply
+from openai_fake_server import EpisodeScript, FakeChatServer, Reply, first_user_text
 
 CROP2 = ('<reason>two entities</reason><tool_call>{"name": "image_search", "arguments": {"image_id": "img_0", '
          '"area": [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]}}</tool_call>')
@@ -50,7 +50,7 @@ def backend() -> InMemoryBackend:
 
 def responder(script: EpisodeScript, down: set[str]):
     def respond(req):
-        text = json.dumps(req["messages"][1])
+        text = first_user_text(req)  # the question only: "QD" may occur by chance in an image's base64
         return Reply(status=503) if any(k in text for k in down) else script(req)
 
     return respond

@@ -131,3 +131,67 @@ async def test_each_image_is_encoded_once_however_many_turns_resend_it(monkeypat
         assert [n_images(r) for r in srv.requests] == [1, 3, 5]  # every turn re-sends every image so far
     assert rec.answer == "Red Tower" and len(rec.images) == 5
     assert encoded == [im.size for im in rec.images]  # ...but each one was encoded exactly once
+
+
+async def test_images_and_payloads_are_encoded_off_the_event_loop(monkeypatch):
+    """Encoding a crop or serialising a payload of dozens of them takes long enough to stall every other episode:
+    both must run in another thread, and the body must say exactly what the messages say."""
+    import threading
+
+    import hyperseyes_verl.agent.openai_client as oc
+    import hyperseyes_verl.agent.runner as runner
+
+    threads = {"encode": set(), "payload": set()}
+    real_encode, real_payload = runner.image_data_url, oc.payload_json
+
+    def encode(im):
+        threads["encode"].add(threading.get_ident())
+        return real_encode(im)
+
+    def payload(*args):
+        threads["payload"].add(threading.get_ident())
+        return real_payload(*args)
+
+    monkeypatch.setattr(runner, "image_data_url", encode)
+    monkeypatch.setattr(oc, "payload_json", payload)
+    image = Image.new("RGB", (200, 100), (200, 30, 30))
+    with FakeChatServer(EpisodeScript({"tallest": [[SEARCH, ANSWER]]})) as srv:
+        async with _client(srv) as client:
+            loop_thread = threading.get_ident()
+            env = SearchEnvironment(_backend(), "Which is tallest?", [image], UGSConfig(max_tool_rounds=2, max_turns=3))
+            rec = await run_episode(client, "m", env, "Which is tallest?", [image])
+            plain = await client.chat("m", [{"role": "tool", "content": [{"type": "text", "text": "see"},
+                                                                         {"type": "image", "image": image}]}])
+        last = srv.requests[-2]
+    assert rec.answer == "Red Tower" and plain.text
+    assert threads["encode"] and threads["payload"] and loop_thread not in threads["encode"] | threads["payload"]
+    # the spliced body parses to the wire form a plain json.dumps of the same messages gives
+    assert last["messages"][2] == {"role": "assistant", "content": SEARCH}
+    assert [b["type"] for b in last["messages"][3]["content"]].count("image_url") == 2
+    assert srv.requests[-1]["messages"][0]["role"] == "user"  # environment form: tool -> user, image encoded
+
+
+def test_wire_message_json_equals_json_dumps_and_the_image_stays_faithful():
+    import base64
+    import io
+
+    import numpy as np
+
+    from hyperseyes_verl.agent.openai_client import image_data_url, payload_json, wire_message
+
+    yy, xx = np.mgrid[0:300, 0:400]
+    px = np.stack([xx * 255 // 400, yy * 255 // 300, (xx + yy) % 256], -1).astype(np.uint8)
+    image = Image.fromarray(px)
+    url = image_data_url(image)
+    assert url == image_data_url(image)  # deterministic: eval's spec keys hash it
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"), np.float64)
+    assert decoded.shape == px.shape and np.abs(decoded - px).mean() < 2.0  # visually lossless
+    content = [{"type": "text", "text": 'quote " and \\ and \u00e9'},
+               {"type": "image_url", "image_url": {"url": url}},
+               {"type": "image_url", "image_url": {"url": "data:x,\"odd\\"}},  # needs escaping: not spliced
+               {"type": "image_url", "image_url": {"url": url, "detail": "high"}}]
+    msgs = [wire_message("user", content), wire_message("assistant", "ok \n"), {"role": "tool", "content": "r"}]
+    body = json.loads(payload_json("m", msgs, {"temperature": 0.5, "seed": None}))
+    assert body == {"model": "m", "temperature": 0.5, "messages": [{"role": "user", "content": content},
+                                                                   {"role": "assistant", "content": "ok \n"},
+                                                                   {"role": "user", "content": "r"}]}

@@ -9,7 +9,8 @@ official format) so SFT rows render exactly like RL rollouts, and sent to the en
 (OpenAI-style endpoints cannot put images in tool messages).
 The environment owns the budgets and ends the episode; endpoint failures end it too, recorded, never
 raised. Concurrency is the caller's business (one `run_episode` per task). Each image is encoded to its
-data URL once, when it enters the conversation, not again on every later turn that re-sends it.
+data URL once, when it enters the conversation, not again on every later turn that re-sends it; that encoding
+and each message's JSON happen in the client's encoder threads (`encoder_pool`), never on the event loop.
 
 Saved records reference images by position (`{"type": "image", "ref": k}`; k indexes `record.images`:
 the input images first, then every crop in the order shown), so trajectories can be written without
@@ -17,6 +18,7 @@ inlining pixels and re-assembled into SFT conversations.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hyperseyes_verl.ugs.conversation import observation_message
 from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
 
-from .openai_client import EndpointError, image_data_url
+from .openai_client import EndpointError, encoder_pool, image_data_url, wire_message
 
 CHARS_PER_TOKEN = 4.0  # fallback when `usage` is missing: the usual ~4 characters per BPE token of English
 
@@ -116,25 +118,33 @@ def content_text(content: Any) -> str:
     return "".join(b.get("text", "") if b.get("type") == "text" else "<image>" for b in content)
 
 
-def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec: EpisodeRecord,
-                 wire_role: str | None = None) -> None:
-    """Append a message twice: to `live` (the wire form, each image a data URL encoded once, here; role
-    `wire_role` when given) and to `rec.messages` (each image a ref into `rec.images`, where the PIL image is
-    kept; role `role`)."""
+async def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec: EpisodeRecord,
+                       wire_role: str | None = None) -> None:
+    """Append a message twice: to `live` (the wire form: a `WireMessage`, each image a data URL encoded once, here,
+    off the loop; role `wire_role` when given) and to `rec.messages` (each image a ref into `rec.images`, where the
+    PIL image is kept; role `role`)."""
+    loop = asyncio.get_running_loop()
+    pool = encoder_pool()
     if isinstance(content, str):
-        live.append({"role": wire_role or role, "content": content})
-        rec.messages.append({"role": role, "content": content})
-        return
-    wire, saved = [], []
-    for b in content:
-        if b.get("type") == "image":
-            rec.images.append(b["image"])
-            wire.append({"type": "image_url", "image_url": {"url": image_data_url(b["image"])}})
-            saved.append({"type": "image", "ref": len(rec.images) - 1})
-        else:
-            wire.append(dict(b))
-            saved.append(dict(b))
-    live.append({"role": wire_role or role, "content": wire})
+        wire_content: Any = content
+        saved: Any = content
+    else:
+        images = [b["image"] for b in content if b.get("type") == "image"]
+        # looked up at call time (tests count the calls); the crops of one message encode in parallel
+        urls = iter(await asyncio.gather(*(loop.run_in_executor(pool, image_data_url, im) for im in images)))
+        wire_content, saved = [], []
+        for b in content:
+            if b.get("type") == "image":
+                rec.images.append(b["image"])
+                wire_content.append({"type": "image_url", "image_url": {"url": next(urls)}})
+                saved.append({"type": "image", "ref": len(rec.images) - 1})
+            else:
+                wire_content.append(dict(b))
+                saved.append(dict(b))
+    if isinstance(content, str):  # a few KB of text: cheaper here than a thread hop
+        live.append(wire_message(wire_role or role, wire_content))
+    else:
+        live.append(await loop.run_in_executor(pool, wire_message, wire_role or role, wire_content))
     rec.messages.append({"role": role, "content": saved})
 
 
@@ -147,8 +157,8 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
     t0 = time.perf_counter()
     rec = EpisodeRecord(question=question, model=model)
     live: list[dict[str, Any]] = []
-    _add_message("system", system if system is not None else system_prompt(env.config), live, rec)
-    _add_message("user", user_content(question, images), live, rec)
+    await _add_message("system", system if system is not None else system_prompt(env.config), live, rec)
+    await _add_message("user", user_content(question, images), live, rec)
     params = sampling.model_dump(exclude_none=True)
     # The environment ends the episode within max_turns; the bound only guards a misbehaving env.
     for _turn in range(env.config.max_turns + 1):
@@ -165,7 +175,7 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
             rec.generated_tokens += estimate_tokens(reply.text)
         else:
             rec.generated_tokens += int(reply.completion_tokens)
-        _add_message("assistant", reply.text, live, rec)
+        await _add_message("assistant", reply.text, live, rec)
         result = await env.step(reply.text)
         if result.round is not None:
             rec.rounds.append(result.round.to_dict())
@@ -174,7 +184,7 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
             rec.answer = result.answer
             break
         obs = observation_message(result.observation)
-        _add_message(obs["role"], obs["content"], live, rec, wire_role="user")
+        await _add_message(obs["role"], obs["content"], live, rec, wire_role="user")
     else:
         rec.finish_reason = "turn_budget"
     rec.stats = env.stats.to_dict()

@@ -79,7 +79,7 @@ async def sample_item(item: dict[str, Any], backend: SearchBackend, client, cfg:
             return {"id": item["id"], "status": "endpoint_failure", "attempts": attempts}
         if correct:
             folder = out_dir / "trajectories" / item["id"]
-            names = rec.save_images(folder)
+            names = await asyncio.to_thread(rec.save_images, folder)  # PNG files: seconds of CPU, off the loop
             return {"id": item["id"], "status": "solved", "budget": budget, "ref_rounds": rec.tool_rounds,
                     "ref_searches": rec.searches, "attempts": attempts, "trajectory": rec.to_dict(),
                     "trajectory_images": [str(Path("trajectories") / item["id"] / n) for n in names]}

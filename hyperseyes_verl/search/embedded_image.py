@@ -1,18 +1,27 @@
 """Reverse image search over a folder of images: one fingerprint per image (image_fingerprint.py) in a
-float32 matrix (as stored), cosine similarity of a batch of queries by one float64 matrix product.
-Relevance = max(0, cosine).
+float32 matrix (as stored, memory-mapped or not; never copied). Relevance = max(0, cosine).
 
-Why float64: BLAS sums a matrix product in an order that depends on the batch size, so float32 similarities of
-one image differ in the last bits between a batch of 1 and of 64 and near-ties could swap. In float64 those
-differences (~1e-16) practically always vanish when the similarities are rounded to float32 for ranking, so a
-batched answer equals the single one."""
+Ranking is exact: a batch of queries is scored against the whole matrix by one float32 product (half the
+memory traffic of float64 and no 2x copy of the index), then every row that can still be in a query's top k
+is rescored exactly and ranked by that score rounded to float32 (ties by row). The float32 error of one dot
+product of D terms is at most gamma_D * |q| * |f| (gamma_D = D*u/(1 - D*u), u = 2^-24, whatever order or FMA
+the BLAS sums in), so the candidates are every row whose float32 score is within twice that bound (plus one
+float32 ulp) of the k-th best float32 score: a superset of the exact top k. The exact score is the float64
+sum of float64 products of the float32 values (each product exact), pairwise-summed per row by numpy in an
+order that depends on neither the batch nor the candidate set: a batched answer equals the single one.
+
+BLAS runs one thread per search (threadpoolctl when installed; without it set OPENBLAS_NUM_THREADS=1 /
+OMP_NUM_THREADS=1 for a search server): a scan is memory-bound, and N search workers each spawning
+all-core BLAS threads only fight over the cores."""
 from __future__ import annotations
 
 import json
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -23,6 +32,40 @@ from hyperseyes_verl.utils.jsonl import read_jsonl
 
 _FEATURES_FILE = "features.npy"
 _META_FILE = "images.json"
+_RESCORE_ROWS = 4096  # rows rescored per float64 block: bounds the temporary when near-ties are many
+_U32 = 2.0 ** -24  # float32 unit roundoff
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # optional: without it, BLAS threads are whatever the environment variables say
+    ThreadpoolController = None
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread while any search runs. The limit is process-wide, so it is counted: set by the
+    first search in, restored by the last one out (a plain `threadpool_limits` per call would let concurrent
+    searches restore each other's limits in the wrong order)."""
+    global _blas_users, _blas_limit
+    if ThreadpoolController is None:
+        yield
+        return
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 @dataclass(frozen=True)
@@ -58,9 +101,10 @@ class ImageIndex:
         if features.shape != (len(docs), EMBEDDING_DIM):
             raise ValueError(f"image index features have shape {features.shape}, expected ({len(docs)}, {EMBEDDING_DIM}); "
                              "rebuild the index with `hyperseyes index build`")
-        self.features = features
+        # float32 is what is stored and scanned; another dtype (an index saved by hand) is converted once
+        self.features = features if features.dtype == np.float32 else np.ascontiguousarray(features, np.float32)
         self.docs = docs
-        self._f64: np.ndarray | None = None  # the float64 copy products use, made on first search
+        self._max_norm: float | None = None  # of the rows, for the float32 error bound; one chunked pass
 
     @classmethod
     def build(cls, images_dir: str | Path, docs: list[ImageDoc],
@@ -130,14 +174,34 @@ class ImageIndex:
         rows = [i for i, v in enumerate(vecs) if not isinstance(v, ValueError)]
         if not rows or not self.docs:
             return out
-        if self._f64 is None:
-            self._f64 = np.ascontiguousarray(self.features, dtype=np.float64)
-        sims_all = (np.stack([vecs[i] for i in rows]).astype(np.float64) @ self._f64.T).astype(np.float32)
-        for sims, i in zip(sims_all, rows):
+        qs = np.stack([np.asarray(vecs[i], np.float32) for i in rows])
+        with one_blas_thread():
+            approx = qs @ self.features.T  # float32 (B, N): the only full pass over the index
+        for q, sims, i in zip(qs, approx, rows):
             qk = min(ks[i], len(sims))
-            if qk <= 0:
-                continue
-            top = np.argpartition(-sims, qk - 1)[:qk] if qk < len(sims) else np.arange(len(sims))
-            top = top[np.argsort(-sims[top], kind="stable")]
-            out[i] = [(self.docs[int(j)], s) for j in top if (s := max(0.0, float(sims[j]))) >= min_score]
+            if qk > 0:
+                out[i] = self._exact_top(q, sims, qk, min_score)
         return out
+
+    def _error_bound(self, q: np.ndarray) -> float:
+        """Largest possible |float32 score - exact score| of `q` against any row."""
+        if self._max_norm is None:  # float32 sums of squares are within 1e-4 relative (D*u): padded by that
+            sq = max(float(np.einsum("ij,ij->i", c, c).max())
+                     for c in (self.features[j:j + 65536] for j in range(0, len(self.features), 65536)))
+            self._max_norm = float(np.sqrt(sq)) * (1 + 1e-4)
+        d = self.features.shape[1]
+        gamma = d * _U32 / (1 - d * _U32)
+        return gamma * float(np.linalg.norm(q.astype(np.float64))) * self._max_norm
+
+    def _exact_top(self, q: np.ndarray, sims: np.ndarray, k: int, min_score: float) -> list[tuple[ImageDoc, float]]:
+        if k < len(sims):
+            kth = float(np.partition(sims, len(sims) - k)[len(sims) - k])
+            margin = 2 * self._error_bound(q) + 2 * np.spacing(np.float32(max(abs(kth), 1.0)))
+            cand = np.flatnonzero(sims >= kth - margin)
+        else:
+            cand = np.arange(len(sims))
+        q64 = q.astype(np.float64)
+        exact = np.concatenate([(self.features[cand[j:j + _RESCORE_ROWS]].astype(np.float64) * q64).sum(axis=1)
+                                for j in range(0, len(cand), _RESCORE_ROWS)]).astype(np.float32)
+        order = np.lexsort((cand, -exact))[:k]  # best first, ties by row
+        return [(self.docs[int(cand[j])], s) for j in order if (s := max(0.0, float(exact[j]))) >= min_score]

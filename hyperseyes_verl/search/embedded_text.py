@@ -7,15 +7,26 @@ by that "ideal" score and clip to 1. So relevance is the idf-weighted share of t
 covers: 1.0 = all terms (rare terms weigh more), 0.6 = terms carrying 60% of the query's idf mass.
 Query terms unknown to the corpus count with the largest idf (df = 0): a query about something the
 corpus never mentions cannot look relevant.
+
+Ranking reads only the postings of the query terms: scores are summed term by term in query order exactly as
+bm25s' `get_scores_from_ids` sums them (same float32 additions, so the same scores), and the top k is chosen
+among the documents of those postings (every other document scores 0 and is never returned) instead of a
+selection over the whole corpus; ties go to the earlier document. (bm25s' own `selection.topk` is a full-array
+`argpartition` on its numpy backend, the cost this avoids.)
+
+Documents live on disk: docs.json is a JSON array written one row per line, with the byte offset of each row in
+docs.offsets.npy; a loaded index memory-maps both and decodes a row when a hit needs it, so a million documents
+cost pages touched, not a Python list of them. An index saved without offsets (older versions) is read whole.
 """
 from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import bm25s
 import numpy as np
@@ -23,6 +34,7 @@ import numpy as np
 from hyperseyes_verl.utils.jsonl import read_jsonl
 
 _DOCS_FILE = "docs.json"
+_OFFSETS_FILE = "docs.offsets.npy"
 
 
 def tokenize(texts: list[str], show_progress: bool = False) -> list[list[str]]:
@@ -50,12 +62,54 @@ def read_corpus(path: str | Path) -> list[TextDoc]:
     return docs
 
 
-class TextIndex:
-    """An in-memory BM25 index; `search` is thread-safe (read-only numpy work)."""
+class DocStore:
+    """Rows `[id, title, text, url, image]` read on demand from docs.json through its offsets (both mapped)."""
 
-    def __init__(self, retriever: bm25s.BM25, rows: list[list]):
+    def __init__(self, docs_path: Path, offsets_path: Path):
+        self.offsets = np.load(offsets_path, mmap_mode="r")
+        with open(docs_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        if len(self.offsets) < 1 or int(self.offsets[-1]) > size:
+            raise ValueError(f"{offsets_path} does not match {docs_path}; rebuild the index")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> list:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return json.loads(self._map[int(self.offsets[i]):int(self.offsets[i + 1])].rstrip(b",\n"))
+
+    def __iter__(self) -> Iterator[list]:
+        return (self[i] for i in range(len(self)))
+
+
+def write_docs(out: Path, rows: Sequence[list]) -> None:
+    """docs.json (a JSON array, one row per line) and where each row starts (docs.offsets.npy, plus where the
+    last one ends): row i is bytes offsets[i]:offsets[i+1], less the separator that may follow it."""
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    tmp = out / (_DOCS_FILE + ".tmp")
+    with open(tmp, "wb") as f:
+        pos = f.write(b"[\n")
+        for i, row in enumerate(rows):
+            offsets[i] = pos
+            pos += f.write((b",\n" if i else b"") + json.dumps(row, ensure_ascii=False).encode())
+            if i:  # the separator belongs to the previous row's slice
+                offsets[i] += 2
+        offsets[len(rows)] = pos
+        f.write(b"\n]")
+    np.save(out / _OFFSETS_FILE, offsets)
+    os.replace(tmp, out / _DOCS_FILE)
+
+
+class TextIndex:
+    """A BM25 index; `search` is thread-safe (read-only numpy work, the document store only read)."""
+
+    def __init__(self, retriever: bm25s.BM25, rows: Sequence[list]):
         self.retriever = retriever
-        self.rows = rows  # [id, title, text, url, image] per document; TextDoc made on demand (fast load)
+        self.rows = rows  # [id, title, text, url, image] per document (a list or a DocStore); TextDoc made on demand
         self.k1 = float(retriever.k1)
         indptr = retriever.scores["indptr"]
         df = np.diff(indptr).astype(np.float64)  # documents containing each vocabulary token
@@ -82,16 +136,15 @@ class TextIndex:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.retriever.save(str(out), show_progress=False)
-        tmp = out / (_DOCS_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.rows, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, out / _DOCS_FILE)
+        write_docs(out, self.rows)
 
     @classmethod
     def load(cls, index_dir: str | Path, mmap: bool = False) -> "TextIndex":
         d = Path(index_dir)
         retriever = bm25s.BM25.load(str(d), mmap=mmap, show_progress=False, verbosity=0)
-        rows = json.loads((d / _DOCS_FILE).read_text(encoding="utf-8"))
-        return cls(retriever, rows)
+        if (d / _OFFSETS_FILE).exists():
+            return cls(retriever, DocStore(d / _DOCS_FILE, d / _OFFSETS_FILE))
+        return cls(retriever, json.loads((d / _DOCS_FILE).read_text(encoding="utf-8")))
 
     def search(self, query: str, k: int, min_score: float = 0.0) -> list[tuple[TextDoc, float]]:
         """Up to `k` (document, relevance in [0,1]) pairs with relevance >= `min_score`, best first."""
@@ -117,13 +170,34 @@ class TextIndex:
         if not ids:
             return []
         ideal = (float(self._idf[ids].sum()) + self._idf_unknown * (len(terms) - len(ids))) / (1.0 + self.k1)
-        scores = self.retriever.get_scores_from_ids(ids)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
+        scores, cand = self._scores(ids)
+        if len(cand) > k * len(ids):
+            # docs ranked above the k-th hold fewer than k*len(ids) postings entries, so the (k*len(ids))-th
+            # largest entry is a floor that keeps every document scoring at least the k-th best
+            vals = scores[cand]
+            m = k * len(ids)
+            floor = np.partition(vals, len(vals) - m)[len(vals) - m]
+            cand = cand[vals >= floor]
+        cand = np.unique(cand)
+        top = cand[np.lexsort((cand, -scores[cand]))[:k]]  # best first, ties by document order
         out = []
         for i in top:
             rel = min(1.0, float(scores[i]) / ideal) if ideal > 0 else 0.0
             if scores[i] > 0 and rel >= min_score:
                 out.append((TextDoc(*self.rows[int(i)]), rel))
         return out
+
+    def _scores(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores of every document, the documents in the postings of `ids`, repeats kept). The scores are bm25s'
+        `get_scores_from_ids` (a float32 sum per document in query-term order; a document occurs once per
+        posting list, so `+=` adds as `np.add.at` does)."""
+        r = self.retriever
+        if r.nonoccurrence_array is not None:  # BM25L / BM25+: every document scores; not what `build` makes
+            scores = r.get_scores_from_ids(ids)
+            return scores, np.arange(len(scores))
+        data, indices, indptr = r.scores["data"], r.scores["indices"], r.scores["indptr"]
+        scores = np.zeros(r.scores["num_docs"], dtype=np.dtype(r.dtype))
+        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in ids]
+        for a, b in spans:
+            scores[indices[a:b]] += data[a:b]
+        return scores, np.concatenate([indices[a:b] for a, b in spans])

@@ -36,6 +36,7 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 import traceback
 from typing import Callable
 
@@ -47,11 +48,17 @@ STRICT_ENV = "HYPERSEYES_STRICT_PLUGIN"
 
 _ERRORS: list[str] = []
 _DONE: set[str] = set()
+_SECONDS: dict[str, float] = {}
 
 
 def registration_errors() -> list[str]:
     """Failures of this process's registrations so far, each with its traceback."""
     return list(_ERRORS)
+
+
+def hook_seconds() -> dict[str, float]:
+    """Time each hook of this process took (bench/bench_plugin_import.py)."""
+    return dict(_SECONDS)
 
 
 def _strict() -> bool:
@@ -146,10 +153,13 @@ def _run_hook(package: str) -> None:
         return
     _DONE.add(package)
     what, register, fix = HOOKS[package]
+    t0 = time.perf_counter()
     try:
         register()
     except Exception:
         _report(what, fix)
+    finally:
+        _SECONDS[package] = time.perf_counter() - t0
 
 
 class _AfterImportLoader(importlib.abc.Loader):

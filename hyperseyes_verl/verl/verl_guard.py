@@ -38,7 +38,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         f"{_AL}:_agent_loop_registry", "verl.utils.tokenizer:get_processor_token_id",
     ),
     "teacher_worker": (
-        f"{_AL}:AgentLoopWorker._compute_teacher_logprobs", f"{_AL}:AgentLoopManager.__init__", f"{_AL}:AgentLoopManager._init_agent_loop_workers",
+        f"{_AL}:AgentLoopWorker._compute_teacher_logprobs", f"{_AL}:AgentLoopManager.__init__",
+        f"{_AL}:AgentLoopManager._init_agent_loop_workers",
     ),
     "teacher_worker_tq": (
         f"{_TQ}:AgentLoopManagerTQ.__init__",
