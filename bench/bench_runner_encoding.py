@@ -2,10 +2,11 @@
 N concurrent `run_episode`s with real-size crops (six 1000x750 crops per round of a photo-like 2000x1500
 source), before vs after, side by side in one run.
 
-    .venv/bin/python bench/bench_runner_encoding.py [--episodes 4] [--rounds 4] [--before /tmp/before]
+    .venv/bin/python bench/bench_runner_encoding.py [--episodes 4] [--rounds 4] [--before-rev b535f28]
 
-"before" is a copy of HEAD (`git archive HEAD | tar -x -C /tmp/before`, made here when the folder is missing);
-"after" is this working tree. Each variant runs in its own process (PYTHONPATH picks the code) against one
+"before" is the tree of --before-rev (default b535f28, the last commit before this change; exported read-only
+with `git archive REV | tar -x -C /tmp/hyperseyes-before-REV` when that folder is missing); "after" is this
+working tree. Each variant runs in its own process (PYTHONPATH picks the code) against one
 chat server in a separate process that answers by counting assistant turns in the raw body (no JSON parse, so
 the server costs both variants the same). Search latency 200 ms per call (InMemoryBackend). The ideal wall
 time is rounds x 200 ms: everything else is encoding, serialisation and transport.
@@ -115,11 +116,25 @@ def run_variant(pythonpath: str, port: int, n: int, rounds: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def export_tree(rev: str) -> Path:
+    """The tree of `rev` as plain files (git archive: reads the repository, changes nothing in it)."""
+    out = Path(f"/tmp/hyperseyes-before-{rev}")
+    if not (out / "hyperseyes_verl").is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=False)
+        if archive.returncode:
+            out.rmdir()
+            raise SystemExit(f"cannot export {rev} as 'before' ({archive.stderr.decode().strip()}); a shallow clone "
+                             "lacks it: pass --before-rev with a commit it has")
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=4, help="tool rounds of six crops per episode")
-    ap.add_argument("--before", default="/tmp/before", help="a copy of HEAD (made with git archive when missing)")
+    ap.add_argument("--before-rev", default="b535f28", help="the commit measured as 'before'")
     ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--serve", default="", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -128,11 +143,7 @@ def main() -> None:
     if a.worker:
         print(json.dumps(asyncio.run(episodes(a.worker, a.episodes, a.rounds))))
         return
-    before = Path(a.before)
-    if not (before / "hyperseyes_verl").is_dir():
-        before.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+    before = export_tree(a.before_rev)
     port_file = Path(f"/tmp/bench_runner_encoding.{os.getpid()}.port")
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port_file), "--rounds", str(a.rounds)],
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -155,7 +166,8 @@ def main() -> None:
           f"crops {b['crop'][0]}x{b['crop'][1]}), 200 ms per search, ideal wall {ideal:.1f} s, {os.cpu_count()} CPUs")
     print(f"  before ({b['code']}): wall {b['wall_s']:.2f} s  max event-loop stall {b['max_stall_ms']:.0f} ms")
     print(f"  after  ({f['code']}): wall {f['wall_s']:.2f} s  max event-loop stall {f['max_stall_ms']:.0f} ms")
-    print(f"  after/before: wall {f['wall_s'] / b['wall_s']:.3f}  max stall {f['max_stall_ms'] / b['max_stall_ms']:.3f}")
+    print(f"  after/before: wall {f['wall_s'] / b['wall_s']:.3f}  "
+          f"max stall {f['max_stall_ms'] / b['max_stall_ms']:.3f}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env-demo": ("hyperseyes_verl.ugs.demo", "one scripted episode of the search environment"),
     "index": ("hyperseyes_verl.search.cli", "build / inspect the embedded search index"),
     "serve-search": ("hyperseyes_verl.search.serve", "serve the embedded index over the Search-R1 protocol"),
+    "serve-model": ("hyperseyes_verl.hf.chat_server", "OpenAI-compatible chat endpoint over a local checkpoint (CPU)"),
     "refs": ("hyperseyes_verl.trace.cli", "inspect / export the TRACE reference store"),
     "synth": ("hyperseyes_verl.data.synth_cli", "Parallel-Amenable data synthesis (mosaics, multi-constraint QA)"),
     "prs": ("hyperseyes_verl.data.prs_cli", "Progressive Rejection Sampling against an OpenAI-compatible endpoint"),

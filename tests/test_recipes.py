@@ -244,3 +244,26 @@ def test_sft_lora_on_vision_tower_and_bad_batch_fail(files):
                                          "data.train_batch_size=7"))
     assert any("vision-tower linear layers" in m for m in report.messages("lora")), report.render()
     assert any("train_batch_size = 7" in m for m in report.messages("batch")), report.render()
+
+
+def test_dry_run_reports_episode_tokens_and_warns_when_the_paper_trajectories_do_not_fit(files):
+    from hyperseyes_verl.recipes.checks_rl import PAPER_MAX_ROUNDS
+
+    shipped = validate_rl(files)
+    assert shipped.ok, shipped.render()  # a warning, not a failure
+    line = next(n for n in shipped.notes if n.startswith("episode tokens"))
+    assert "≤ 1202 tokens per crop" in line and "factor 28: the model's processor_config.json" in line
+    assert "vs response budget 12288" in line
+    warning = [n for n in shipped.notes if n.startswith("WARNING")]
+    assert len(warning) == 1 and "do not fit" in warning[0] and "response_length = 12288" in warning[0]
+    # the warning names the budget 8 rounds need; with it the warning goes away, one token less brings it back
+    need = int(warning[0].split("data.max_response_length (≈ ")[1].split(" ")[0])
+    assert need > 8 * 6 * 1200
+    roomy = validate_rl(files, f"data.max_response_length={need}")
+    assert roomy.ok and not [n for n in roomy.notes if n.startswith("WARNING")], roomy.render()
+    assert f"{PAPER_MAX_ROUNDS} rounds" in next(n for n in roomy.notes if n.startswith("episode tokens"))
+    tight = validate_rl(files, f"data.max_response_length={need - 1}")
+    assert [n for n in tight.notes if n.startswith("WARNING")]
+    # smaller crops fit more rounds in the same budget
+    small = validate_rl(files, "+hyperseyes.agent_loop.ugs.crop_max_side=280")
+    assert "≤ 102 tokens per crop" in next(n for n in small.notes if n.startswith("episode tokens"))

@@ -103,6 +103,7 @@ def test_blas_limit_is_set_once_and_restored_by_the_last_search_out(monkeypatch)
             return FakeLimit()
 
     monkeypatch.setattr(embedded_image, "ThreadpoolController", FakeController)
+    monkeypatch.setattr(embedded_image, "_blas_controller", None)
     inside, release = threading.Barrier(3), threading.Event()
 
     def search():

@@ -26,6 +26,7 @@ from verl.utils.tokenizer.tokenizer import hf_processor, hf_tokenizer  # noqa: E
 from hyperseyes_verl.search.base import FailureKind, Hit, InMemoryBackend  # noqa: E402
 from hyperseyes_verl.testing.fake_server import FakeServerManager  # noqa: E402
 from hyperseyes_verl.verl import agent_loop as hal  # noqa: E402
+from hyperseyes_verl.verl import image_pads  # noqa: E402
 from hyperseyes_verl.verl.dataset import HyperEyesDataset  # noqa: E402
 
 CONTRACT_KEYS = {"tool_rounds", "tool_calls", "searches", "searches_per_round", "crops_ok", "crops_failed",
@@ -471,3 +472,32 @@ async def test_generated_vision_token_cuts_the_response(tiny_qwen25_dir, backend
     _, processor = _tok_proc(tiny_qwen25_dir)
     assert count_pads(tiny_qwen25_dir, out.prompt_ids + out.response_ids) == expected_pads(processor, [image(0)])
     await assert_model_accepts(tiny_qwen25_dir, out)
+
+
+async def test_episode_tokens_match_verl_render_without_per_turn_processor_calls(tiny_vl_dir, backend, monkeypatch):
+    """With size-based image-pad counts (image_pads) an episode has the same tokens as with verl's processor
+    render, and after the one verification the processor never runs during an episode."""
+    tokenizer, processor = _tok_proc(tiny_vl_dir)
+    calls = [0]
+    original = type(processor).__call__
+
+    def counting(self, *a, **k):
+        calls[0] += self is processor
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(type(processor), "__call__", counting)
+    runs = {}
+    for fast in (False, True, True):
+        calls[0] = 0
+        with monkeypatch.context() as m:
+            if not fast:
+                m.setattr(hal.image_pads, "install", lambda builder: False)
+            server, _ = server_for(tiny_vl_dir, [T_SEARCH, T_ANSWER])
+            out = await make_loop(tiny_vl_dir, server).run(dict(SAMPLING), raw_prompt=raw_prompt(5), extra_info={},
+                                                            index=0)
+        runs.setdefault(fast, []).append(((out.prompt_ids, out.response_ids, out.response_mask), calls[0]))
+    (verl_tokens, verl_calls), = runs[False]
+    assert verl_calls >= 3  # prompt + the observation merge's renders, each through the processor
+    assert all(tokens == verl_tokens for tokens, _ in runs[True])
+    assert runs[True][-1][1] == 0  # verified by an earlier render: no processor call in the whole episode
+    assert all(image_pads.verified(processor).values())

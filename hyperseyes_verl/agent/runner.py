@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperseyes_verl.ugs.conversation import observation_message
+from hyperseyes_verl.ugs.conversation import chat_tools, observation_message
 from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
 
 from .openai_client import EndpointError, encoder_pool, image_data_url, wire_message
@@ -148,18 +148,29 @@ async def _add_message(role: str, content: Any, live: list[dict[str, Any]], rec:
     rec.messages.append({"role": role, "content": saved})
 
 
+WIRE_FORMATS = ("openai", "chat_template")
+
+
 async def run_episode(client, model: str, env, question: str, images: list[Image.Image],
-                      sampling: SamplingParams = SamplingParams(), *, system: str | None = None) -> EpisodeRecord:
+                      sampling: SamplingParams = SamplingParams(), *, system: str | None = None,
+                      wire: str = "openai") -> EpisodeRecord:
     """Drive `model` through `env` (a fresh `SearchEnvironment` for this question) until it finishes.
 
-    `system` overrides the system prompt (default: `system_prompt(env.config)`).
+    `system` overrides the system prompt (default: `system_prompt(env.config)`). `wire`: "openai" sends
+    observations as user turns (OpenAI tool messages cannot hold images); "chat_template" sends them as `tool`
+    messages with the tool schemas, for a server that renders the model's chat template with both (e.g.
+    `hyperseyes serve-model`), so the model reads the text the RL stage trains on.
     """
+    if wire not in WIRE_FORMATS:
+        raise ValueError(f"wire={wire!r}; use one of {WIRE_FORMATS}")
     t0 = time.perf_counter()
     rec = EpisodeRecord(question=question, model=model)
     live: list[dict[str, Any]] = []
     await _add_message("system", system if system is not None else system_prompt(env.config), live, rec)
     await _add_message("user", user_content(question, images), live, rec)
     params = sampling.model_dump(exclude_none=True)
+    if wire == "chat_template":
+        params["tools"] = chat_tools()
     # The environment ends the episode within max_turns; the bound only guards a misbehaving env.
     for _turn in range(env.config.max_turns + 1):
         try:
@@ -184,7 +195,8 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
             rec.answer = result.answer
             break
         obs = observation_message(result.observation)
-        await _add_message(obs["role"], obs["content"], live, rec, wire_role="user")
+        await _add_message(obs["role"], obs["content"], live, rec,
+                           wire_role=None if wire == "chat_template" else "user")
     else:
         rec.finish_reason = "turn_budget"
     rec.stats = env.stats.to_dict()

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per model request")
     g.add_argument("--max-attempts", type=int, default=4, help="tries per request (timeouts, 5xx, 429)")
     g.add_argument("--temperature", type=float, default=0.0)
+    g.add_argument("--wire", choices=("openai", "chat_template"), default="openai",
+                   help="chat_template: observations as tool messages + tool schemas, the RL stage's text (needs a "
+                        "server that renders the model's chat template, e.g. hyperseyes serve-model)")
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--max-tokens", type=int, default=1524, help="per assistant turn")
     d = p.add_argument_group("data")
@@ -93,7 +96,8 @@ def build_config(args):
     return EvalConfig(model=args.model, name=args.name, concurrency=args.concurrency, ugs=ugs,
                       sampling=SamplingParams(temperature=args.temperature, top_p=args.top_p,
                                               max_tokens=args.max_tokens),
-                      judge=judge, keep_trajectories=args.keep_trajectories, progress=not args.no_progress)
+                      judge=judge, keep_trajectories=args.keep_trajectories, progress=not args.no_progress,
+                      wire=args.wire)
 
 
 def one_line(e: Exception) -> str:

@@ -18,7 +18,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
@@ -46,6 +46,9 @@ class EvalConfig(BaseModel):
     sampling: SamplingParams = Field(default_factory=SamplingParams, description="per-turn decoding")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="rule judge offline; llm with a fallback")
     keep_trajectories: bool = Field(False, description="store each episode's text messages in results.jsonl")
+    wire: Literal["openai", "chat_template"] = Field(
+        "openai", description="openai: observations as user turns; chat_template: tool messages + tool schemas for "
+        "a server that renders the model's chat template (hyperseyes serve-model), i.e. the RL stage's text")
     progress: bool = Field(True, description="tqdm progress bar on stderr")
 
     @property
@@ -90,7 +93,7 @@ async def evaluate_one(item: EvalItem, client, backend, judge: Judge, cfg: EvalC
         return failed_item(item, f"unreadable image: {type(e).__name__}: {e}")
     try:
         env = SearchEnvironment(backend, item.question, images, cfg.ugs)
-        rec = await run_episode(client, cfg.model, env, item.question, images, cfg.sampling)
+        rec = await run_episode(client, cfg.model, env, item.question, images, cfg.sampling, wire=cfg.wire)
         verdict = await judge.judge(rec.answer, item.answers, item.question)
     except Exception as e:  # noqa: BLE001 - counted and scored wrong; the other items go on
         log.exception("item %s failed", item.id)
@@ -115,6 +118,7 @@ def run_fingerprint(cfg: EvalConfig, extra: dict[str, Any] | None = None) -> dic
     data file hash, search backend). Display name, concurrency and progress are left out: they change nothing."""
     return {"model": cfg.model, "ugs": cfg.ugs.model_dump(mode="json"),
             "sampling": cfg.sampling.model_dump(mode="json"), "judge": cfg.judge.model_dump(mode="json"),
+            "wire": cfg.wire,
             **(extra or {})}
 
 

@@ -87,6 +87,7 @@ def check_agent_settings(cfg: DictConfig, report: Report, trees: dict) -> None:
         report.fail("agent_loop", f"hyperseyes.agent_loop is rejected by the agent loop: {error_text(exc)}")
         return
     check_image_token_cap(settings.max_image_tokens, "hyperseyes.agent_loop.max_image_tokens", report)
+    check_episode_tokens(cfg, settings, report)
     backend = settings.backend or {}
     if not backend:
         report.fail("search", "hyperseyes.agent_loop.backend is not set: the agent loop has no search backend "
@@ -347,6 +348,73 @@ def check_gpu_arithmetic(cfg: DictConfig, report: Report, total_gpus: int | None
     if total_gpus is not None and g["total"] > total_gpus:
         report.fail("gpus", f"the run needs {g['total']} GPUs (trainer {g['train']} + teacher {g['teacher']} + "
                             f"reward model {g['reward']}) but only {total_gpus} are available (--total-gpus)")
+
+
+# The paper's trajectories: 2.2 tool rounds on average, up to 8, each image_search cutting about 6 crops.
+PAPER_MEAN_ROUNDS, PAPER_MAX_ROUNDS, PAPER_CROPS_PER_ROUND = 2.2, 8, 6
+CHARS_PER_TOKEN = 4  # English search results; the observation text is an estimate, the image tokens are exact
+
+
+def processor_factor(model_path) -> tuple[int, str]:
+    """Pixels per visual-token side (patch × merge) from the model's processor config, else Qwen2.5-VL's 28."""
+    import json
+    import os
+
+    for name, section in (("preprocessor_config.json", None), ("processor_config.json", "image_processor")):
+        try:
+            with open(os.path.join(str(model_path or ""), name)) as f:
+                pc = json.load(f)
+            pc = pc[section] if section else pc
+            return int(pc["patch_size"]) * int(pc["merge_size"]), f"the model's {name}"
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return 28, "Qwen2.5-VL's 14×2: no processor config to read"
+
+
+def episode_tokens(settings, factor: int, rounds: float, crops_per_round: int) -> dict[str, int]:
+    """Response tokens of an episode of `rounds` tool rounds of `crops_per_round` crops at their largest: each crop
+    is resized to `crop_max_side` and then capped at `max_image_tokens` (the agent loop's fit_image_tokens).
+    Text is bounded by the per-turn cap (assistant turns) and estimated for the observations (hits per crop and
+    query × snippet length)."""
+    ugs = settings.ugs
+    side = max(factor, round(ugs.crop_max_side / factor) * factor) // factor
+    crop = side * side  # a square crop at crop_max_side is the most tokens a crop can take
+    if settings.max_image_tokens is not None:
+        crop = min(crop, settings.max_image_tokens)
+    crop += 2  # vision start / end
+    turn = settings.max_tokens_per_turn or 1524
+    # per crop: its line and top_k hits (title, url ~140 chars + snippet); plus one text query's hits per round
+    obs_text = (crops_per_round + 1) * (60 + ugs.top_k * (140 + ugs.snippet_chars)) // CHARS_PER_TOKEN
+    per_round = crops_per_round * crop + obs_text + turn
+    return {"crop": crop, "per_round": per_round, "obs_text": obs_text, "turn": turn,
+            "total": int(rounds * per_round + turn)}  # + the answer turn
+
+
+def check_episode_tokens(cfg: DictConfig, settings, report: Report) -> None:
+    """Report the worst-case response tokens of the paper's trajectories against the response budget; a note
+    (not a failure) when they do not fit: the episode then ends as `length`, truncated."""
+    budget = select(cfg, "actor_rollout_ref.rollout.response_length", None) or select(
+        cfg, "data.max_response_length", None)
+    if not isinstance(budget, int) or budget <= 0:
+        return
+    factor, source = processor_factor(select(cfg, "actor_rollout_ref.model.path", None))
+    ugs = settings.ugs
+    crops = min(PAPER_CROPS_PER_ROUND, ugs.max_calls_per_turn * ugs.max_boxes_per_call)
+    max_rounds = min(PAPER_MAX_ROUNDS, ugs.max_tool_rounds)
+    mean, worst = (episode_tokens(settings, factor, r, crops) for r in (PAPER_MEAN_ROUNDS, max_rounds))
+    fit = max(int((budget - mean["turn"]) // mean["per_round"]), 0)
+    line = (f"≤ {mean['crop']} tokens per crop (crop_max_side {ugs.crop_max_side}, cap {settings.max_image_tokens}, "
+            f"factor {factor}: {source}); a {crops}-crop round ≈ {mean['per_round']} (+ text ≈ {mean['obs_text']}, "
+            f"turn ≤ {mean['turn']}); episode {PAPER_MEAN_ROUNDS} rounds ≈ {mean['total']}, {max_rounds} rounds ≈ "
+            f"{worst['total']} vs response budget {budget}: {fit} round(s) fit")
+    report.note(f"episode tokens (worst case): {line}")
+    if worst["total"] > budget:
+        which = "even the average" if mean["total"] > budget else f"the longest ({max_rounds} rounds)"
+        report.note(f"WARNING: the paper's trajectories do not fit the response budget: {which} needs "
+                    f"≈ {worst['total'] if mean['total'] <= budget else mean['total']} tokens, "
+                    f"actor_rollout_ref.rollout.response_length = {budget} holds {fit} round(s) of {crops} crops; "
+                    f"longer episodes end as `length` (truncated). Raise data.max_response_length (≈ {worst['total']} "
+                    "for 8 rounds), or lower hyperseyes.agent_loop.ugs.crop_max_side / max_tool_rounds")
 
 
 def check_multi_turn(cfg: DictConfig, report: Report) -> None:

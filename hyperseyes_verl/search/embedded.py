@@ -1,7 +1,7 @@
 """The embedded offline backend (the default): an index folder holding a BM25 text index and an image
 fingerprint index, built once by `hyperseyes index build` and loaded in well under a second.
 
-Layout of INDEX_DIR: manifest.json (format, counts, sources), text/ (bm25s arrays + docs.json),
+Layout of INDEX_DIR: manifest.json (format, counts, sources), text/ (bm25s arrays + docs.json and its row offsets),
 image/ (features.npy + images.json). Either part may be absent (text-only or image-only index).
 Lookups run in a small thread pool so many concurrent searches never block the event loop, and concurrent
 searches are coalesced into batched lookups (coalesce.py): 64 in flight cost less than 64 in a row.

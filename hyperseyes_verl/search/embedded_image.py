@@ -6,9 +6,10 @@ memory traffic of float64 and no 2x copy of the index), then every row that can 
 is rescored exactly and ranked by that score rounded to float32 (ties by row). The float32 error of one dot
 product of D terms is at most gamma_D * |q| * |f| (gamma_D = D*u/(1 - D*u), u = 2^-24, whatever order or FMA
 the BLAS sums in), so the candidates are every row whose float32 score is within twice that bound (plus one
-float32 ulp) of the k-th best float32 score: a superset of the exact top k. The exact score is the float64
-sum of float64 products of the float32 values (each product exact), pairwise-summed per row by numpy in an
-order that depends on neither the batch nor the candidate set: a batched answer equals the single one.
+float32 ulp) of the k-th best float32 score: a superset of the exact top k. The rescored value is the float64
+sum of float64 products of the float32 values (each product exact; the sum off by ~1e-16, which rounding to
+float32 absorbs, as in the full float64 product this replaces), pairwise-summed per row by numpy in an order
+that depends on neither the batch nor the candidate set: a batched answer equals the single one.
 
 BLAS runs one thread per search (threadpoolctl when installed; without it set OPENBLAS_NUM_THREADS=1 /
 OMP_NUM_THREADS=1 for a search server): a scan is memory-bound, and N search workers each spawning
@@ -43,6 +44,7 @@ except ImportError:  # optional: without it, BLAS threads are whatever the envir
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None
+_blas_controller = None  # found once: inspecting the loaded libraries takes milliseconds
 
 
 @contextmanager
@@ -50,13 +52,15 @@ def one_blas_thread() -> Iterator[None]:
     """BLAS limited to one thread while any search runs. The limit is process-wide, so it is counted: set by the
     first search in, restored by the last one out (a plain `threadpool_limits` per call would let concurrent
     searches restore each other's limits in the wrong order)."""
-    global _blas_users, _blas_limit
+    global _blas_users, _blas_limit, _blas_controller
     if ThreadpoolController is None:
         yield
         return
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
+            if _blas_controller is None:
+                _blas_controller = ThreadpoolController()
+            _blas_limit = _blas_controller.limit(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield

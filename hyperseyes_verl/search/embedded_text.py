@@ -8,11 +8,11 @@ covers: 1.0 = all terms (rare terms weigh more), 0.6 = terms carrying 60% of the
 Query terms unknown to the corpus count with the largest idf (df = 0): a query about something the
 corpus never mentions cannot look relevant.
 
-Ranking reads only the postings of the query terms: scores are summed term by term in query order exactly as
-bm25s' `get_scores_from_ids` sums them (same float32 additions, so the same scores), and the top k is chosen
-among the documents of those postings (every other document scores 0 and is never returned) instead of a
-selection over the whole corpus; ties go to the earlier document. (bm25s' own `selection.topk` is a full-array
-`argpartition` on its numpy backend, the cost this avoids.)
+Scores are summed from the query terms' postings, term by term in query order, exactly as bm25s'
+`get_scores_from_ids` sums them (same float32 additions, so the same scores); the k-th best score among the
+rarest term's documents is a floor under the top k, so one vectorised comparison over the scores leaves a
+handful of candidates to sort, instead of a selection over the whole corpus; ties go to the earlier document.
+(bm25s' own `selection.topk` is that full-array `argpartition` on its numpy backend, the cost this avoids.)
 
 Documents live on disk: docs.json is a JSON array written one row per line, with the byte offset of each row in
 docs.offsets.npy; a loaded index memory-maps both and decodes a row when a hit needs it, so a million documents
@@ -170,15 +170,18 @@ class TextIndex:
         if not ids:
             return []
         ideal = (float(self._idf[ids].sum()) + self._idf_unknown * (len(terms) - len(ids))) / (1.0 + self.k1)
-        scores, cand = self._scores(ids)
-        if len(cand) > k * len(ids):
-            # docs ranked above the k-th hold fewer than k*len(ids) postings entries, so the (k*len(ids))-th
-            # largest entry is a floor that keeps every document scoring at least the k-th best
+        scores, rarest = self._scores(ids)
+        # A floor under the k-th best score, from the documents of the rarest term alone (few), then one
+        # vectorised comparison over the scores: cheaper than a selection over the whole corpus, and exact
+        # (every document of the top k scores at least the k-th best of any k distinct documents).
+        if len(rarest) >= k:
+            vals = scores[rarest]
+            cand = np.flatnonzero(scores >= np.partition(vals, len(vals) - k)[len(vals) - k])
+        else:
+            cand = np.flatnonzero(scores > 0)
+        if len(cand) > 4 * k + 64:  # a weak floor (many near-equal scores): select within the candidates
             vals = scores[cand]
-            m = k * len(ids)
-            floor = np.partition(vals, len(vals) - m)[len(vals) - m]
-            cand = cand[vals >= floor]
-        cand = np.unique(cand)
+            cand = cand[vals >= np.partition(vals, len(vals) - k)[len(vals) - k]]
         top = cand[np.lexsort((cand, -scores[cand]))[:k]]  # best first, ties by document order
         out = []
         for i in top:
@@ -188,9 +191,9 @@ class TextIndex:
         return out
 
     def _scores(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(scores of every document, the documents in the postings of `ids`, repeats kept). The scores are bm25s'
+        """(scores of every document, the documents of the rarest term). The scores are bm25s'
         `get_scores_from_ids` (a float32 sum per document in query-term order; a document occurs once per
-        posting list, so `+=` adds as `np.add.at` does)."""
+        posting list, so `+=` adds as its `np.add.at` does, only faster)."""
         r = self.retriever
         if r.nonoccurrence_array is not None:  # BM25L / BM25+: every document scores; not what `build` makes
             scores = r.get_scores_from_ids(ids)
@@ -200,4 +203,5 @@ class TextIndex:
         spans = [(int(indptr[t]), int(indptr[t + 1])) for t in ids]
         for a, b in spans:
             scores[indices[a:b]] += data[a:b]
-        return scores, np.concatenate([indices[a:b] for a, b in spans])
+        a, b = min(spans, key=lambda s: s[1] - s[0])
+        return scores, indices[a:b]

@@ -98,3 +98,16 @@ def image_token_factor(processor) -> int:
     """Pixels per visual-token side of a Qwen-VL processor: patch size × merge size (14·2 = 28 if unknown)."""
     ip = getattr(processor, "image_processor", None)
     return int(getattr(ip, "patch_size", None) or 14) * int(getattr(ip, "merge_size", None) or 2)
+
+
+def image_token_count(image_processor, width: int, height: int, images_kwargs: dict | None = None) -> int | None:
+    """Visual tokens a Qwen-VL image processor gives a `width`×`height` image, from the size alone.
+
+    Uses the processor's own rule (`get_number_of_image_patches`: its smart-resize with its min/max pixels, or
+    the `min_pixels` / `max_pixels` in `images_kwargs`) divided by merge_size², the count its `__call__` expands
+    each image placeholder to. None when the processor has no such rule (then only running it tells)."""
+    rule = getattr(image_processor, "get_number_of_image_patches", None)
+    merge = getattr(image_processor, "merge_size", None)
+    if rule is None or not isinstance(merge, int) or merge < 1:
+        return None
+    return int(rule(int(height), int(width), dict(images_kwargs or {}))) // (merge * merge)

@@ -3,9 +3,9 @@
 Per trajectory: render the tool schemas (raw dicts, so array `items` survive) and, when the sample has
 none, the HyperEyes system prompt; then loop generate → `SearchEnvironment.step(text)` → append the
 observation (tool messages with the crop images) through verl's Continuous-Token multimodal path
-(`ct_merge_context_msg`) with response_mask 0, adding the crops to the request's image list, until the
-environment ends the episode. All tool calls of a turn are executed, up to `UGSConfig.max_calls_per_turn`
-(verl's `multi_turn.max_parallel_calls` does not apply).
+(`ct_merge_context_msg`; image-pad counts from the image size, `image_pads`) with response_mask 0, adding the
+crops to the request's image list, until the environment ends the episode. All tool calls of a turn are
+executed, up to `UGSConfig.max_calls_per_turn` (verl's `multi_turn.max_parallel_calls` does not apply).
 
 Selection: ship `hyperseyes_verl/verl/agent_loop.yaml` as `actor_rollout_ref.rollout.agent.agent_loop_config_path`
 and set the dataset column `agent_name = "hyperseyes_agent"` (or `rollout.agent.default_agent_loop`). The
@@ -58,7 +58,7 @@ from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.schema import system_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
 from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, image_token_factor
-from hyperseyes_verl.verl import verl_guard
+from hyperseyes_verl.verl import image_pads, verl_guard
 from hyperseyes_verl.verl.dataset import load_image
 
 # Rendered into every prompt; the SFT rows carry the same schemas (hyperseyes_verl.ugs.conversation).
@@ -217,6 +217,9 @@ class HyperEyesAgentLoop(AgentLoopBase):
         self._stop_ids = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
                                       self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)}
         self._image_factor = image_token_factor(self.processor)
+        # image-pad counts from the image size in every prompt / observation render (verified once per chat
+        # template against the processor; verl's render otherwise): no pixel processing per turn
+        image_pads.install(self.continuous_token_builder)
 
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs) -> AgentLoopOutput:
         messages = [dict(m) for m in kwargs["raw_prompt"]]
@@ -224,9 +227,12 @@ class HyperEyesAgentLoop(AgentLoopBase):
             messages.insert(0, {"role": "system", "content": system_prompt(self.settings.ugs)})
         # every image at the SFT resolution (the same function and cap as HyperEyesSFTDataset); the environment
         # crops from the full-resolution inputs
-        originals = [load_image(b) for m in messages if isinstance(m.get("content"), list)
-                     for b in m["content"] if isinstance(b, dict) and b.get("type") == "image"]
-        messages = fit_message_images(_decoded_images(messages), self.settings.max_image_tokens, self._image_factor)
+        def decode_and_fit(msgs):  # image decoding and resizing: PIL work, off the event loop
+            orig = [load_image(b) for m in msgs if isinstance(m.get("content"), list)
+                    for b in m["content"] if isinstance(b, dict) and b.get("type") == "image"]
+            return orig, fit_message_images(_decoded_images(msgs), self.settings.max_image_tokens, self._image_factor)
+
+        originals, messages = await asyncio.get_running_loop().run_in_executor(None, decode_and_fit, messages)
         mm = await self.process_multi_modal_info(messages)
         images = list(mm.get("images") or [])
         if mm.get("videos") or mm.get("audios"):
@@ -282,8 +288,10 @@ class HyperEyesAgentLoop(AgentLoopBase):
                 break
             room_images = None if self.max_images is None else max(self.max_images - len(images), 0)
             # one message per round, built as the SFT rows build it (hyperseyes_verl.ugs.conversation)
-            observation = fit_message_images([observation_message(step.observation)], self.settings.max_image_tokens,
-                                             self._image_factor)
+            # resizing 6 crops is tens of ms of PIL work: off the event loop (PIL releases the GIL)
+            observation = await asyncio.get_running_loop().run_in_executor(
+                None, fit_message_images, [observation_message(step.observation)], self.settings.max_image_tokens,
+                self._image_factor)
             obs, new_images, withheld = cap_images(observation, room_images, self.max_images)
             self._assert_mm_supported(bool(new_images))
             previous = messages + [{"role": "assistant", "content": text}]

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import ray
+import torch
 from omegaconf import OmegaConf
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -122,6 +123,46 @@ class GatedTeacherMixin:
         output.extra_fields["opd_teacher_tokens"] = seq_len
 
 
+class OffLoopMultiModalMixin:
+    """The V1 worker's end-of-episode multimodal inputs computed in a thread instead of on the event loop.
+
+    verl's `AgentLoopWorkerTQ._agent_loop_postprocess` (and `_compute_score` with a reward loop) call the sync
+    `_compute_multi_modal_inputs`, which runs every image of the trajectory through the processor: seconds and
+    hundreds of MB for ~50 crops, during which no other episode of the worker advances. This override computes
+    it first in the default executor for exactly the ids verl passes (prompt + response, unpadded), then lets
+    verl's method run; `_compute_multi_modal_inputs` hands verl the result when the output and the ids match,
+    and computes as verl does otherwise. Both overridden methods are pinned in verl_guard.
+    """
+
+    async def _agent_loop_postprocess(self, output, validate, **kwargs):
+        outputs = output if isinstance(output, list) else [output]
+        ready = self.__dict__.setdefault("_mm_ready", {})
+        compute = super()._compute_multi_modal_inputs
+        loop = asyncio.get_running_loop()
+        try:
+            for out in outputs:
+                if self.processor is not None and out.multi_modal_data:
+                    ids = _sequence_ids(out)
+                    ready[id(out)] = (out, ids, await loop.run_in_executor(None, compute, out, ids))
+            return await super()._agent_loop_postprocess(output, validate, **kwargs)
+        finally:
+            for out in outputs:
+                ready.pop(id(out), None)
+
+    def _compute_multi_modal_inputs(self, output, input_ids):
+        entry = self.__dict__.get("_mm_ready", {}).get(id(output))
+        if entry is not None and entry[0] is output and entry[1].shape == input_ids.shape \
+                and torch.equal(entry[1], input_ids):
+            return dict(entry[2])  # a fresh dict per call: verl pops keys (mm_token_type_ids) from it
+        return super()._compute_multi_modal_inputs(output, input_ids)
+
+
+def _sequence_ids(output):
+    """The ids `AgentLoopWorkerTQ._agent_loop_postprocess` builds for `_compute_multi_modal_inputs`."""
+    return torch.cat([torch.tensor(output.prompt_ids, dtype=torch.int64),
+                      torch.tensor(output.response_ids, dtype=torch.int64)], dim=0)
+
+
 class GatedAgentLoopWorker(GatedTeacherMixin, AgentLoopWorker):
     """Legacy (non-TransferQueue) worker."""
 
@@ -171,8 +212,10 @@ def gated_worker_tq_class() -> type:
     """
     from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
 
-    return type("GatedAgentLoopWorkerTQ", (GatedTeacherMixin, AgentLoopWorkerTQ.__ray_actor_class__),
-                {"__doc__": "V1 agent-loop worker that asks the teacher only for failed rollouts."})
+    return type("GatedAgentLoopWorkerTQ",
+                (GatedTeacherMixin, OffLoopMultiModalMixin, AgentLoopWorkerTQ.__ray_actor_class__),
+                {"__doc__": "V1 agent-loop worker that asks the teacher only for failed rollouts and computes the "
+                            "multimodal inputs off the event loop."})
 
 
 def _manager_tq_class() -> type:

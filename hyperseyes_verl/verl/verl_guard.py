@@ -28,6 +28,7 @@ SKIP_ENV = "HYPERSEYES_SKIP_VERL_VERSION_CHECK"
 _AL = "verl.experimental.agent_loop.agent_loop"
 _TQ = "verl.trainer.ppo.v1.agent_loop_tq"
 _TB = "verl.trainer.ppo.v1.trainer_base"
+_CT = "verl.utils.tokenizer.continuous_token"
 
 # part -> verl callables it uses ("module:qualname")
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -36,13 +37,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         f"{_AL}:AgentLoopBase.ct_merge_context_msg", f"{_AL}:AgentLoopBase.process_multi_modal_info",
         f"{_AL}:AgentLoopBase._assert_mm_supported", f"{_AL}:AgentLoopBase._get_mm_processor_kwargs",
         f"{_AL}:_agent_loop_registry", "verl.utils.tokenizer:get_processor_token_id",
+        f"{_CT}:VLContinuousTokenMixin.render_tokens_with_mm", f"{_CT}:VLContinuousTokenMixin._render_tokens",
     ),
     "teacher_worker": (
         f"{_AL}:AgentLoopWorker._compute_teacher_logprobs", f"{_AL}:AgentLoopManager.__init__",
         f"{_AL}:AgentLoopManager._init_agent_loop_workers",
     ),
     "teacher_worker_tq": (
-        f"{_TQ}:AgentLoopManagerTQ.__init__",
+        f"{_TQ}:AgentLoopManagerTQ.__init__", f"{_TQ}:AgentLoopWorkerTQ._agent_loop_postprocess",
+        f"{_AL}:AgentLoopWorker._compute_multi_modal_inputs",
     ),
     "trainer": (
         f"{_TB}:PPOTrainer._compute_advantage", f"{_TB}:PPOTrainer._save_checkpoint",
@@ -58,12 +61,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 # source. tests/test_verl_guard.py fails when the installed verl differs; re-read the method, adapt the
 # override, then record the new hash.
 PINNED_SOURCES: dict[str, str] = {
+    # image_pads.install replaces the render per builder with a mirror of it (size-based image-pad counts); the
+    # prompt and merge renders reach it through `_render_tokens` / `build_initial_tokens`
+    f"{_CT}:VLContinuousTokenMixin.render_tokens_with_mm": "38e33aacd81eea6e",
+    f"{_CT}:VLContinuousTokenMixin._render_tokens": "4282d2d334619768",
     # GatedTeacherMixin overrides it and calls it (teacher_worker.py)
     f"{_AL}:AgentLoopWorker._compute_teacher_logprobs": "9644b90ae461658c",
     # the gated managers replace `agent_loop_workers_class`, read when the workers are started
     f"{_AL}:AgentLoopManager.__init__": "f121655cb484a19c",
     f"{_AL}:AgentLoopManager._init_agent_loop_workers": "7c577f83ba5d9f44",
     f"{_TQ}:AgentLoopManagerTQ.__init__": "9f1e99d66170d332",
+    # OffLoopMultiModalMixin overrides both: it precomputes the multimodal inputs for the ids the first builds
+    f"{_TQ}:AgentLoopWorkerTQ._agent_loop_postprocess": "523edacbff73640d",
+    f"{_AL}:AgentLoopWorker._compute_multi_modal_inputs": "c1bf0d04b7399d10",
     # HyperEyesTrainer._compute_advantage is a mirror of it with the HyperEyes steps (trainer.py)
     f"{_TB}:PPOTrainer._compute_advantage": "2a4a2aa4a475b228",
     # HyperEyesTrainer extends it (TRACE snapshot) and feeds `_pending_sync_metrics` to the other

@@ -27,6 +27,14 @@ import torch
 
 from verl.workers.rollout.replica import TokenOutput
 
+from hyperseyes_verl.hf.generation import (  # noqa: F401  (prompt_logprob_rows: re-exported for tests)
+    load_vl_model,
+    prompt_logprob_rows,
+    sample,
+    stop_token_ids,
+    vision_inputs,
+)
+
 logger = logging.getLogger(__name__)
 
 TEACHER_FAULT_ENV = "HYPERSEYES_HF_TEACHER_FAULT_FRAC"
@@ -41,41 +49,6 @@ def injected_fault(prompt_ids: list[int], frac: float) -> bool:
     return frac > 0 and zlib.crc32(repr(prompt_ids).encode()) % 10_000 < frac * 10_000
 
 
-def load_vl_model(model_path: str):
-    """(model, processor) for a Qwen-VL (or plain causal LM) checkpoint folder, float32, eval mode."""
-    import transformers
-
-    from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
-
-    apply_processor_patch()  # no-op where torchvision exists
-    config = transformers.AutoConfig.from_pretrained(model_path)
-    classes = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
-               "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
-               "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
-               "qwen3_vl_moe": transformers.Qwen3VLMoeForConditionalGeneration}
-    cls = classes.get(config.model_type, transformers.AutoModelForCausalLM)
-    model = cls.from_pretrained(model_path, dtype=torch.float32, attn_implementation="sdpa").eval()
-    processor = transformers.AutoProcessor.from_pretrained(model_path)
-    return model, processor
-
-
-def prompt_logprob_rows(logits: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[list[list[int]], list[list[float]]]:
-    """verl's teacher layout for a sequence of S tokens: S-1 rows (next-token log-prob, or top-k) + 1 dummy row.
-
-    logits: (S, V) for the sequence `ids` (S,). k = 0: row i = [ids[i+1]], [log p(ids[i+1] | ids[:i+1])].
-    """
-    logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
-    if k == 0:
-        nxt = ids[1:]
-        rows_ids = nxt[:, None].tolist()
-        rows_lp = logprobs.gather(-1, nxt[:, None]).tolist()
-    else:
-        top = logprobs.topk(k, dim=-1)
-        rows_ids, rows_lp = top.indices.tolist(), top.values.tolist()
-    width = max(k, 1)
-    return rows_ids + [[0] * width], rows_lp + [[0.0] * width]
-
-
 class HFRolloutServer:
     """The Ray actor body (wrapped with `ray.remote` by HFReplica)."""
 
@@ -84,10 +57,8 @@ class HFRolloutServer:
         torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
         self.model, self.processor = load_vl_model(model_path)
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        self.pad_token_id = tokenizer.pad_token_id
-        self.eos_token_ids = [t for t in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
-                              if isinstance(t, int) and t >= 0]
+        self.pad_token_id = getattr(self.processor, "tokenizer", self.processor).pad_token_id
+        self.eos_token_ids = stop_token_ids(self.processor)
         self.max_context = prompt_length + response_length
         self.response_length = response_length
         self.teacher_fault_frac = float(os.environ.get(TEACHER_FAULT_ENV, "0") or 0)
@@ -126,24 +97,10 @@ class HFRolloutServer:
         async with self._lock:
             return await asyncio.to_thread(self._generate, list(prompt_ids), dict(sampling_params), image_data)
 
-    def _vision_inputs(self, images: list | None, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Pixel inputs for the images of `ids` (1, S), and the token types that M-RoPE positions need:
-        without `mm_token_type_ids` transformers 5 refuses (Qwen3-VL) or silently uses text positions
-        (Qwen2.5-VL), and the served log-probs would differ from the actor's."""
-        if not images:
-            return {}
-        out = self.processor.image_processor(images=images, return_tensors="pt")
-        config = self.model.config
-        types = torch.zeros_like(ids, dtype=torch.int32)
-        types[ids == config.image_token_id] = 1
-        types[ids == getattr(config, "video_token_id", -1)] = 2
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"],
-                "mm_token_type_ids": types}
-
     @torch.no_grad()
     def _generate(self, prompt_ids: list[int], params: dict, images: list | None) -> TokenOutput:
         ids = torch.tensor([prompt_ids], dtype=torch.long)
-        vision = self._vision_inputs(images, ids)
+        vision = vision_inputs(self.model, self.processor, images, ids)
         extra: dict[str, Any] = {"global_steps": self.global_steps}
         if params.get("prompt_logprobs") is not None:  # teacher prefill: one forward pass, nothing sampled
             self.counts["prompt_logprob_calls"] += 1
@@ -162,23 +119,13 @@ class HFRolloutServer:
                       self.response_length, room)
         if max_new <= 0:
             return TokenOutput(token_ids=[], log_probs=[], stop_reason="completed", extra_fields=extra)
-        temperature = float(params.get("temperature", 1.0))
-        sample = temperature > 0
-        gen: dict[str, Any] = dict(max_new_tokens=max_new, do_sample=sample, output_logits=True,
-                                   return_dict_in_generate=True, pad_token_id=self.pad_token_id,
-                                   eos_token_id=self.eos_token_ids)
-        if sample:
-            top_k = int(params.get("top_k", -1))
-            gen.update(temperature=temperature, top_p=float(params.get("top_p", 1.0)),
-                       top_k=top_k if top_k > 0 else None)
-        out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **vision, **gen)
-        new = out.sequences[0, ids.shape[1]:]
-        # log-probs under the temperature-scaled distribution: what the actor recomputes (no top-p renorm)
-        scale = temperature if sample else 1.0
-        logits = torch.stack([step[0] for step in out.logits[: len(new)]]).float() / scale
-        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, new[:, None])[:, 0]
-        self.counts["tokens_generated"] += len(new)
-        return TokenOutput(token_ids=new.tolist(), log_probs=log_probs.tolist(), stop_reason="completed",
+        top_k = params.get("top_k")
+        out = sample(self.model, ids, vision, max_new_tokens=max_new,
+                     temperature=float(params.get("temperature", 1.0)), top_p=float(params.get("top_p", 1.0)),
+                     top_k=int(top_k) if top_k is not None else -1, pad_token_id=self.pad_token_id,
+                     stop_ids=self.eos_token_ids)
+        self.counts["tokens_generated"] += len(out.token_ids)
+        return TokenOutput(token_ids=out.token_ids, log_probs=out.log_probs, stop_reason="completed",
                            num_preempted=0, extra_fields=extra)
 
     # control plane: on CPU there is no KV cache to free and no memory to hand back

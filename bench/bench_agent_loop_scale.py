@@ -1,0 +1,267 @@
+"""HyperEyesAgentLoop at the paper's image sizes: CPU per turn by turn index, before vs after, and gc.freeze.
+
+A tiny random Qwen2.5-VL and Qwen3-VL checkpoint (built offline) whose image processors get the released
+models' pixel budgets (Qwen2.5-VL 56²..28²·16384 px, Qwen3-VL 256²..4096² px), so a 1000×750 crop is ~1000
+visual tokens as in training. One episode: a 3000×2250 input image, `--rounds` tool rounds each cutting 6 crops
+of 1000×750 (one image_search with 6 boxes, one text_search), then the answer; a fake LLM server (scripted
+tokens, no latency) and an in-memory search backend. The loop is built with hydra as verl's worker builds it.
+
+Measured per episode, one at a time: process CPU (all threads: verl runs renders in its executor) from the
+loop's construction to the first generate (first-turn prompt), and between consecutive generate calls (turn t =
+the work after generation t: observation render and merge, searches, crops). `before` = the code at git HEAD
+(`git archive HEAD | tar -x -C DIR`, put first on PYTHONPATH in a child process; the git state is not
+touched); `after` = this tree. Both runs must produce the same token ids (printed).
+
+The gc section runs `--concurrent` 2-round episodes at once (the paper's average is 2.2 rounds) with and without
+`gc.freeze()` after warm-up, printing gen-2 GC pause time, the longest event-loop stall and episodes/s.
+
+    .venv/bin/python bench/bench_agent_loop_scale.py [--episodes 2] [--rounds 9] [--concurrent 32]
+
+Sized for ~2 minutes on 2 cores: fewer episodes than the scale probe's 256/1024 concurrent.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REAL_BUDGET = {"qwen2_5_vl": (56 * 56, 28 * 28 * 16384), "qwen3_vl": (256 * 256, 4096 * 4096)}
+BOXES = [[c / 3, r / 3, (c + 1) / 3, (r + 1) / 3] for r in range(2) for c in range(3)]  # 6 crops of 1000×750
+SEARCH = ('<reason>look closer</reason>\n<tool_call>\n{"name": "image_search", "arguments": {"image_id": "img_0", '
+          f'"area": {json.dumps([[round(v, 4) for v in b] for b in BOXES])}}}}}\n</tool_call>\n<tool_call>\n'
+          '{"name": "text_search", "arguments": {"input": ["height of the tower"]}}\n</tool_call>')
+ANSWER = "<reason>found it</reason> <answer>Paris</answer>"
+
+
+def _setup(model_dir: str, family: str, rounds: int):
+    import hydra
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+    from PIL import Image
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
+    from verl.utils.tokenizer.tokenizer import hf_processor, hf_tokenizer
+
+    import verl
+    from hyperseyes_verl.search.base import Hit, InMemoryBackend
+    from hyperseyes_verl.verl import agent_loop as hal
+    from hyperseyes_verl.verl.dataset import HyperEyesDataset
+
+    hal.set_backend_override(InMemoryBackend(text={"height": [Hit("Tower", "300 m tall", "http://t", 0.9)]}))
+    cfg_dir = os.path.join(os.path.dirname(verl.__file__), "trainer/config")
+    with initialize_config_dir(config_dir=cfg_dir, version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=[
+            f"actor_rollout_ref.model.path={model_dir}", "actor_rollout_ref.rollout.name=vllm",
+            "actor_rollout_ref.rollout.prompt_length=8192", "actor_rollout_ref.rollout.response_length=131072",
+            f"+hyperseyes.agent_loop.ugs.max_tool_rounds={rounds}",
+            f"+hyperseyes.agent_loop.ugs.max_turns={rounds + 1}"])
+    tokenizer, processor = hf_tokenizer(model_dir), hf_processor(model_dir)
+    lo, hi = REAL_BUDGET[family]
+    processor.image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
+    processor.image_processor.min_pixels, processor.image_processor.max_pixels = lo, hi
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    script = [tokenizer.encode(t, add_special_tokens=False) + [im_end] for t in [SEARCH] * rounds + [ANSWER]]
+    rng = np.random.default_rng(0)
+    src = Image.fromarray((rng.random((2250 // 25, 3000 // 25, 3)) * 255).astype("uint8")).resize((3000, 2250))
+
+    def make(server):
+        return hydra.utils.instantiate(
+            config={"_target_": "hyperseyes_verl.verl.agent_loop.HyperEyesAgentLoop"},
+            trainer_config=DictConfigWrap(config=cfg), server_manager=server, tokenizer=tokenizer,
+            processor=processor, hf_model_type=family, dataset_cls=HyperEyesDataset,
+            data_config=DictConfigWrap(cfg.data), tools=ToolListWrap([]))
+
+    def prompt():
+        return [{"role": "user", "content": [{"type": "image", "image": src},
+                                             {"type": "text", "text": "Where is the tower?"}]}]
+    return make, prompt, script, tokenizer.convert_tokens_to_ids("<|image_pad|>")
+
+
+class _TimedServer:
+    """The fake server, stamping process CPU and wall time at every generate call."""
+
+    def __init__(self, inner):
+        self.inner, self.cpu, self.wall = inner, [], []
+
+    async def generate(self, *a, **k):
+        self.cpu.append(time.process_time())
+        self.wall.append(time.perf_counter())
+        return await self.inner.generate(*a, **k)
+
+
+async def _episode(make, prompt, script, pad_id, index):
+    from hyperseyes_verl.testing.fake_server import FakeServerManager
+
+    server = _TimedServer(FakeServerManager(script=script, image_token_id=pad_id))
+    c0 = time.process_time()
+    out = await make(server).run(dict(temperature=1.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, logprobs=True),
+                                 raw_prompt=prompt(), extra_info={}, index=index)
+    stamps = server.cpu + [time.process_time()]
+    digest = hashlib.sha256(json.dumps([out.prompt_ids, out.response_ids, out.response_mask]).encode()).hexdigest()
+    return {"prompt_ms": (server.cpu[0] - c0) * 1e3,
+            "turn_ms": [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])][:-1],  # the answer turn has no work
+            "images": len(out.multi_modal_data.get("images", [])), "pads": server.inner.calls[-1].n_image_pad,
+            "tokens": len(out.prompt_ids) + len(out.response_ids), "digest": digest,
+            "finish": out.extra_fields["finish_reason"]}
+
+
+def _time_merges(store: list) -> None:
+    """Process CPU inside the observation merge (the token render; crops and searches excluded)."""
+    from hyperseyes_verl.verl.agent_loop import HyperEyesAgentLoop
+
+    merge = HyperEyesAgentLoop._merge_observation
+
+    async def timed(self, *a, **k):
+        t = time.process_time()
+        try:
+            return await merge(self, *a, **k)
+        finally:
+            store.append((time.process_time() - t) * 1e3)
+
+    HyperEyesAgentLoop._merge_observation = timed
+
+
+async def _per_turn(model_dir, family, episodes, rounds):
+    make, prompt, script, pad_id = _setup(model_dir, family, rounds)
+    merges: list[float] = []
+    _time_merges(merges)
+    await _episode(make, prompt, script, pad_id, 0)  # warm-up (and the one verification render)
+    merges.clear()
+    runs = [await _episode(make, prompt, script, pad_id, i + 1) for i in range(episodes)]
+    turns = [statistics.median(r["turn_ms"][t] for r in runs) for t in range(len(runs[0]["turn_ms"]))]
+    return {"prompt_ms": statistics.median(r["prompt_ms"] for r in runs), "turn_ms": turns,
+            "merge_ms": statistics.median(merges),
+            **{k: runs[0][k] for k in ("images", "pads", "tokens", "digest", "finish")}}
+
+
+async def _concurrent(model_dir, family, n, freeze):
+    make, prompt, script, pad_id = _setup(model_dir, family, 2)
+    await _episode(make, prompt, script, pad_id, 0)  # warm-up
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    pauses, start = [], {}
+
+    def on_gc(phase, info):
+        if info["generation"] == 2:
+            if phase == "start":
+                start["t"] = time.perf_counter()
+            elif "t" in start:
+                pauses.append(time.perf_counter() - start.pop("t"))
+
+    stall, stop = [0.0], asyncio.Event()
+
+    async def ticker():  # the event loop's lateness: how long a ready task waited
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            stall[0] = max(stall[0], time.perf_counter() - t - 0.005)
+
+    gc.callbacks.append(on_gc)
+    tick = asyncio.create_task(ticker())
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_episode(make, prompt, script, pad_id, i) for i in range(n)))
+    wall = time.perf_counter() - t0
+    stop.set()
+    await tick
+    gc.callbacks.remove(on_gc)
+    return {"eps_per_s": n / wall, "gc2_s": sum(pauses), "gc2_n": len(pauses), "stall_ms": stall[0] * 1e3}
+
+
+def _measure(args) -> None:
+    """Child process: one code version, prints one JSON line."""
+    import hyperseyes_verl
+    from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
+
+    apply_processor_patch()
+    res = {"code": os.path.dirname(hyperseyes_verl.__file__)}
+    if args.mode == "turns":
+        res.update(asyncio.run(_per_turn(args.model_dir, args.family, args.episodes, args.rounds)))
+    else:
+        res.update(asyncio.run(_concurrent(args.model_dir, args.family, args.concurrent, args.mode == "gc_freeze")))
+    print("RESULT " + json.dumps(res))
+
+
+def _child(pythonpath: str | None, *argv: str) -> dict:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, __file__, "--child", *argv], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"child {argv} failed:\n{out.stderr[-3000:]}")
+    return json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))[7:])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=2, help="timed episodes per family and code version")
+    ap.add_argument("--rounds", type=int, default=9, help="tool rounds of 6 crops per episode")
+    ap.add_argument("--concurrent", type=int, default=32, help="concurrent 2-round episodes in the gc section "
+                    "(0: skip it)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="turns", help=argparse.SUPPRESS)
+    ap.add_argument("--family", default="qwen2_5_vl", help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _measure(args)
+        return 0
+
+    from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
+    from hyperseyes_verl.testing.tiny_vl import build_tiny_vl
+
+    apply_processor_patch()
+    tmp = tempfile.mkdtemp(prefix="hyp_scale_")
+    before = os.path.join(tmp, "before")
+    os.makedirs(before)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(f"git -C {repo} archive HEAD | tar -x -C {before}", shell=True, check=True)
+    dirs = {f: str(build_tiny_vl(os.path.join(tmp, f), f)) for f in REAL_BUDGET}
+    common = ["--episodes", str(args.episodes), "--rounds", str(args.rounds), "--concurrent", str(args.concurrent)]
+    print(f"machine: {os.cpu_count()} CPUs; {args.episodes} timed episodes per cell (after 1 warm-up), "
+          f"{args.rounds} rounds x 6 crops of 1000x750 from a 3000x2250 input, real pixel budgets")
+    for family, model_dir in dirs.items():
+        cells = {name: _child(pp, "--mode", "turns", "--family", family, "--model-dir", model_dir, *common)
+                 for name, pp in (("before", before), ("after", None))}
+        b, a = cells["before"], cells["after"]
+        assert b["code"].startswith(before) and not a["code"].startswith(before), (b["code"], a["code"])
+        print(f"\n{family}: {a['images']} images, {a['pads']} image tokens, {a['tokens']} tokens per episode "
+              f"(finish {a['finish']}); token ids before == after: {'yes' if a['digest'] == b['digest'] else 'NO'}")
+        print(f"  {'CPU ms':18s} {'before':>9s} {'after':>9s} {'ratio':>7s}")
+        print(f"  {'first prompt':18s} {b['prompt_ms']:9.1f} {a['prompt_ms']:9.1f} "
+              f"{b['prompt_ms'] / max(a['prompt_ms'], 1e-9):6.1f}x")
+        for t, (tb, ta) in enumerate(zip(b["turn_ms"], a["turn_ms"]), 1):
+            print(f"  {'turn ' + str(t):18s} {tb:9.1f} {ta:9.1f} {tb / max(ta, 1e-9):6.1f}x")
+        mb, ma = statistics.median(b["turn_ms"]), statistics.median(a["turn_ms"])
+        print(f"  {'median turn':18s} {mb:9.1f} {ma:9.1f} {mb / max(ma, 1e-9):6.1f}x")
+        print(f"  {'  of it: merge':18s} {b['merge_ms']:9.1f} {a['merge_ms']:9.1f} "
+              f"{b['merge_ms'] / max(a['merge_ms'], 1e-9):6.1f}x  (observation render; the rest is cutting and "
+              "resizing 6 crops, searches)")
+        if len(a["turn_ms"]) >= 9:
+            print(f"  turn9/turn1 = {b['turn_ms'][8] / b['turn_ms'][0]:.2f} before, "
+                  f"{a['turn_ms'][8] / a['turn_ms'][0]:.2f} after (6 new crops each turn)")
+
+    family = "qwen2_5_vl"
+    if not args.concurrent:
+        return 0
+    print(f"\ngc.freeze() after warm-up ({family}, after code, {args.concurrent} concurrent 2-round episodes):")
+    for mode in ("gc_default", "gc_freeze"):
+        r = _child(None, "--mode", mode, "--family", family, "--model-dir", dirs[family], *common)
+        print(f"  {mode:10s}: {r['eps_per_s']:5.2f} episodes/s, gen-2 GC {r['gc2_s'] * 1e3:6.0f} ms in "
+              f"{r['gc2_n']} passes, longest loop stall {r['stall_ms']:6.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
