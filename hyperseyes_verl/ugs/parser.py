@@ -179,11 +179,9 @@ def _strip_fences(s: str) -> str:
     return s.strip()
 
 
-def _json_depth(s: str) -> int:
-    """Deepest bracket nesting of `s` outside JSON strings (one linear pass; no decoding)."""
-    if s.count("{") + s.count("[") <= MAX_JSON_DEPTH:  # the usual short call: no walk needed
-        return 0
-    depth = deepest = 0
+def _brackets_outside_strings(s: str, state: dict | None = None):
+    """The bracket characters of `s` that lie outside JSON strings, in order (one linear pass). `state`, when
+    given, tells afterwards whether the text ended inside a string (`state["in_string"]`)."""
     in_string = escaped = False
     for ch in s:
         if in_string:
@@ -195,10 +193,22 @@ def _json_depth(s: str) -> int:
                 in_string = False
         elif ch == '"':
             in_string = True
-        elif ch in "{[":
+        elif ch in "{[]}":
+            yield ch
+    if state is not None:
+        state["in_string"] = in_string
+
+
+def _json_depth(s: str) -> int:
+    """Deepest bracket nesting of `s` outside JSON strings (one linear pass; no decoding)."""
+    if s.count("{") + s.count("[") <= MAX_JSON_DEPTH:  # the usual short call: no walk needed
+        return 0
+    depth = deepest = 0
+    for ch in _brackets_outside_strings(s):
+        if ch in "{[":
             depth += 1
             deepest = max(deepest, depth)
-        elif ch in "}]":
+        else:
             depth = max(0, depth - 1)
     return deepest
 
@@ -260,23 +270,13 @@ def _repairs(s: str):
 def _close_brackets(s: str) -> str:
     """Append the closers of brackets left open outside strings; unchanged when the text is not a cut-off."""
     stack: list[str] = []
-    in_string = escaped = False
-    for ch in s:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
+    state: dict = {}
+    for ch in _brackets_outside_strings(s, state):
+        if ch in "{[":
             stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if not stack or stack.pop() != ch:
-                return s  # unbalanced the other way: not a simple cut-off
-    if in_string or not stack:
+        elif not stack or stack.pop() != ch:
+            return s  # unbalanced the other way: not a simple cut-off
+    if state.get("in_string") or not stack:
         return s
     return s.rstrip().rstrip(",") + "".join(reversed(stack))
 
