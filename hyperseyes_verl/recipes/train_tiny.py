@@ -106,7 +106,9 @@ def run_recipe(paths: dict[str, Path], stage: int, name: str, overrides: list[st
                "PYTHON": sys.executable, "VERL_FILE_LOGGER_PATH": str(paths["logs"] / f"{name}.jsonl"),
                "RAY_TMPDIR": os.environ.get("RAY_TMPDIR", "/tmp/hyperseyes_ray"), **(env or {})}
     Path(run_env["RAY_TMPDIR"]).mkdir(parents=True, exist_ok=True)
-    cmd = ["bash", str(SCRIPT), "--stage", str(stage), "--", *overrides]
+    # hydra's own run folder goes with the logs, not into the working directory's outputs/<date>/<time>
+    cmd = ["bash", str(SCRIPT), "--stage", str(stage), "--", *overrides,
+           f"hydra.run.dir={paths['logs'].resolve() / ('hydra_' + name)}"]
     _say(f"{name}: {' '.join(cmd)}  (log: {log})")
     t0 = time.perf_counter()
     with open(log, "w") as f:
