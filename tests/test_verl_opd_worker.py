@@ -234,8 +234,8 @@ def test_gated_worker_class_survives_workers_started_inside_init():
                 super().__init__(*args, **kwargs)
                 self.started_with = self.agent_loop_workers_class
 
-        manager_cls = type("M", (tw._GatedWorkersMixin, EagerVerl), {"_gated_worker_class": gated._gated_worker_class,
-                                                                     "_guard_parts": gated._guard_parts})
+        manager_cls = type("M", (tw._GatedWorkersMixin, EagerVerl),
+                           {"_build_worker": staticmethod(gated._build_worker), "_guard_parts": gated._guard_parts})
         m = manager_cls(cfg, llm_client=None)
         assert issubclass(m.started_with.__ray_actor_class__, tw.GatedTeacherMixin)
         assert m.started_with is m.agent_loop_workers_class  # one remote class per manager

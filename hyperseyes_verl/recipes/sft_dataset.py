@@ -17,33 +17,15 @@ processor's patch × merge size, so SFT and RL show the model the same pixels. S
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from PIL import Image
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
 from hyperseyes_verl.ugs.conversation import decode_tools
-from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, fit_image_tokens, image_token_factor, open_image, upright
+from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, fit_image_tokens, image_token_factor
+from hyperseyes_verl.utils.images import load_image_ref as load_image
 
 DEFAULT_MAX_IMAGE_TOKENS = IMAGE_TOKEN_CAP  # the one cap of both stages
-
-
-def load_image(ref: Any) -> Image.Image:
-    if isinstance(ref, Image.Image):
-        return upright(ref).convert("RGB")
-    if isinstance(ref, dict):
-        if ref.get("bytes") is not None:
-            return open_image(bytes(ref["bytes"]))
-        ref = ref.get("path") or ref.get("image")
-        if isinstance(ref, Image.Image):
-            return upright(ref).convert("RGB")
-    if isinstance(ref, (bytes, bytearray)):
-        return open_image(bytes(ref))
-    if isinstance(ref, str):
-        return open_image(ref.removeprefix("file://"))
-    raise ValueError(f"cannot read an image from {type(ref).__name__} {str(ref)[:80]!r}: expected "
-                     "{'bytes': png}, a file path, or a PIL image")
 
 
 class HyperEyesSFTDataset(MultiTurnSFTDataset):

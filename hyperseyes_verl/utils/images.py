@@ -13,6 +13,7 @@ import io
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -111,3 +112,24 @@ def image_token_count(image_processor, width: int, height: int, images_kwargs: d
     if rule is None or not isinstance(merge, int) or merge < 1:
         return None
     return int(rule(int(height), int(width), dict(images_kwargs or {}))) // (merge * merge)
+
+
+def load_image_ref(ref: Any) -> Image.Image:
+    """A parquet / message image reference as an upright RGB image: a PIL image, encoded bytes, a path
+    (`file://` allowed), or a dict holding one of them under `image`, `bytes` or `path`. Both training stages
+    read their images through this, so SFT and RL see the same pixels."""
+    if isinstance(ref, dict):
+        for key in ("image", "bytes", "path"):
+            if ref.get(key) is not None and ref.get(key) != "":
+                return load_image_ref(ref[key])
+        raise ValueError(f"image entry has none of 'image', 'bytes', 'path': keys {sorted(ref)}; "
+                         "write images as {'bytes': png_bytes} (docs/CONTRACTS.md §5)")
+    if isinstance(ref, Image.Image):
+        ref = upright(ref)  # the model must see what the crops are cut from (EXIF applied once)
+        return ref if ref.mode == "RGB" else ref.convert("RGB")
+    if isinstance(ref, (bytes, bytearray)):
+        return open_image(bytes(ref))
+    if isinstance(ref, (str, os.PathLike)):
+        return open_image(os.fspath(ref).removeprefix("file://"))
+    raise TypeError(f"unsupported image reference of type {type(ref).__name__}: use a PIL image, "
+                    "{'bytes': png_bytes} or a file path")

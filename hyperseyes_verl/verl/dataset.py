@@ -11,37 +11,11 @@ schemas (the agent loop renders them into every prompt). Select it with
 """
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from hyperseyes_verl.ugs.schema import TOOL_SCHEMAS
-from hyperseyes_verl.utils.images import open_image, upright
-
-
-def load_image(ref: Any) -> Image.Image:
-    """A message's image reference (PIL image, `{"bytes": ...}` / `{"image": ...}` dict, or path) as RGB."""
-    if isinstance(ref, dict):
-        if ref.get("image") is not None:
-            return load_image(ref["image"])
-        if ref.get("bytes") is not None:
-            return open_image(ref["bytes"])
-        if ref.get("path"):
-            return load_image(ref["path"])
-        raise ValueError(f"image entry has none of 'image', 'bytes', 'path': keys {sorted(ref)}; "
-                         "write images as {'bytes': png_bytes} (docs/CONTRACTS.md §5)")
-    if isinstance(ref, Image.Image):
-        ref = upright(ref)  # the model must see what the crops are cut from (EXIF applied once)
-        return ref if ref.mode == "RGB" else ref.convert("RGB")
-    if isinstance(ref, (str, os.PathLike)):
-        path = os.fspath(ref)
-        if path.startswith("file://"):
-            path = path[len("file://"):]
-        return open_image(path)
-    raise TypeError(f"unsupported image reference of type {type(ref).__name__}: use a PIL image, "
-                    "{'bytes': png_bytes} or a file path")
+from hyperseyes_verl.utils.images import load_image_ref as load_image  # noqa: F401  (used by the agent loop)
 
 
 def images_in_messages(messages: list[dict]) -> list[Image.Image]:

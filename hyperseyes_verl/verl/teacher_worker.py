@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import torch
@@ -176,20 +176,18 @@ class _GatedWorkersMixin:
     """
 
     _guard_parts: tuple[str, ...] = ("teacher_worker",)
+    _build_worker: Callable[[], type]  # each manager names the worker class it starts
 
     def __init__(self, *args, **kwargs):
         for part in self._guard_parts:
             verl_guard.require(part)
         super().__init__(*args, **kwargs)
 
-    def _gated_worker_class(self) -> type:
-        raise NotImplementedError
-
     @property
     def agent_loop_workers_class(self):
         remote = self.__dict__.get("_gated_remote")
         if remote is None:
-            remote = self.__dict__["_gated_remote"] = ray.remote(self._gated_worker_class())
+            remote = self.__dict__["_gated_remote"] = ray.remote(self._build_worker())
         return remote
 
     @agent_loop_workers_class.setter
@@ -198,8 +196,7 @@ class _GatedWorkersMixin:
 
 
 class GatedAgentLoopManager(_GatedWorkersMixin, AgentLoopManager):
-    def _gated_worker_class(self) -> type:
-        return GatedAgentLoopWorker
+    _build_worker = staticmethod(lambda: GatedAgentLoopWorker)
 
 
 def gated_worker_tq_class() -> type:
@@ -223,9 +220,7 @@ def _manager_tq_class() -> type:
 
     class GatedAgentLoopManagerTQ(_GatedWorkersMixin, AgentLoopManagerTQ):
         _guard_parts = ("teacher_worker", "teacher_worker_tq")
-
-        def _gated_worker_class(self) -> type:
-            return gated_worker_tq_class()
+        _build_worker = staticmethod(gated_worker_tq_class)
 
     GatedAgentLoopManagerTQ.__module__ = __name__
     GatedAgentLoopManagerTQ.__qualname__ = "GatedAgentLoopManagerTQ"

@@ -93,7 +93,7 @@ class HFRolloutServer:
     async def generate(self, request_id: str | None = None, *, prompt_ids: list[int], sampling_params: dict,
                        image_data: list | None = None, video_data: list | None = None, **kwargs) -> TokenOutput:
         if video_data:
-            raise NotImplementedError("the HF CPU rollout serves images only (HyperEyes uses no video)")
+            raise ValueError("the HF CPU rollout serves images only (HyperEyes uses no video); drop the videos")
         async with self._lock:
             return await asyncio.to_thread(self._generate, list(prompt_ids), dict(sampling_params), image_data)
 
