@@ -227,10 +227,11 @@ class HyperEyesAgentLoop(AgentLoopBase):
             messages.insert(0, {"role": "system", "content": system_prompt(self.settings.ugs)})
         # every image at the SFT resolution (the same function and cap as HyperEyesSFTDataset); the environment
         # crops from the full-resolution inputs
-        def decode_and_fit(msgs):  # image decoding and resizing: PIL work, off the event loop
-            orig = [load_image(b) for m in msgs if isinstance(m.get("content"), list)
+        def decode_and_fit(msgs):  # image decoding (once) and resizing: PIL work, off the event loop
+            decoded = _decoded_images(msgs)
+            orig = [b["image"] for m in decoded if isinstance(m.get("content"), list)
                     for b in m["content"] if isinstance(b, dict) and b.get("type") == "image"]
-            return orig, fit_message_images(_decoded_images(msgs), self.settings.max_image_tokens, self._image_factor)
+            return orig, fit_message_images(decoded, self.settings.max_image_tokens, self._image_factor)
 
         originals, messages = await asyncio.get_running_loop().run_in_executor(None, decode_and_fit, messages)
         mm = await self.process_multi_modal_info(messages)
