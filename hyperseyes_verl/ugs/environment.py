@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from numbers import Real
 from typing import Any
 
 from PIL import Image
@@ -39,7 +38,7 @@ from hyperseyes_verl.ugs.images import (
     short_repr,
     units_reason,
 )
-from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, decode_json_value, parse_turn
+from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, parse_turn, read_area
 from hyperseyes_verl.ugs.render import ContentBuilder, SearchOutcome
 from hyperseyes_verl.ugs.schema import IMAGE_SEARCH, TEXT_SEARCH, TOOL_NAMES
 from hyperseyes_verl.ugs.types import EpisodeStats, FinishReason, Observation, RoundStats, StepResult, UGSConfig
@@ -318,22 +317,14 @@ class SearchEnvironment:
                 why = f"unknown image id {_short(image_id)}; known ids: {', '.join(self.registry.ids) or 'none'}"
             items.append(("error", "unknown_image_id", why))
             return False
-        area = args.get("area")
-        if isinstance(area, str):
-            area, err = decode_json_value(area)
-            if err is not None:
-                items.append(("error", "bad_arguments", f'"area" must be a list of boxes, got the string '
-                                                        f"{_short(args['area'])} ({err})"))
-                return False
-        if area is None or area == []:
+        area, err = read_area(args.get("area"))
+        if err is not None:
+            items.append(("error", "bad_arguments", err))
+            return False
+        if not area:
             items.append(("whole", image_id, len(jobs)))
             jobs.append(("whole", image_id))
             return True
-        if not isinstance(area, list):
-            items.append(("error", "bad_arguments", f'"area" must be a list of [x1, y1, x2, y2] boxes, got {_short(area)}'))
-            return False
-        if len(area) == 4 and all(isinstance(v, Real) and not isinstance(v, bool) for v in area):
-            area = [area]  # one flat box
         # One box in pixels / 0-1000 means the call was written in those units: its boxes that happen to be <= 1
         # are not fractions either (the first would crop the whole image and pass), so all of them are refused.
         units = next((b for b in area[:cfg.max_boxes_per_call] if in_other_units(b)), None)

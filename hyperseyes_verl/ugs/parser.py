@@ -16,6 +16,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 from hyperseyes_verl.ugs.images import short_repr
@@ -85,6 +86,24 @@ def parse_turn(text: str) -> ParsedTurn:
     except Exception as e:  # a safety net: a parser bug must not crash a rollout; the kind makes it visible
         return ParsedTurn(errors=[ParseError("internal", f"parser failure {type(e).__name__}: {e}",
                                              utf8_safe(text[:200]))])
+
+
+def read_area(area: Any) -> tuple[list, str | None]:
+    """An image_search call's `area` as its list of boxes ([] = the whole image), read the way the environment
+    reads it: a JSON string is decoded with the tool-call guards, one flat [x1, y1, x2, y2] box is wrapped.
+    A value that is not a list of boxes gives ([], what is wrong)."""
+    raw = area
+    if isinstance(area, str):
+        area, err = decode_json_value(area)
+        if err is not None:
+            return [], f'"area" must be a list of boxes, got the string {short_repr(raw, 120)} ({err})'
+    if area is None:
+        return [], None
+    if not isinstance(area, list):
+        return [], f'"area" must be a list of [x1, y1, x2, y2] boxes, got {short_repr(area, 120)}'
+    if len(area) == 4 and all(isinstance(v, Real) and not isinstance(v, bool) for v in area):
+        return [area], None  # one flat box
+    return area, None
 
 
 def utf8_safe(s: str) -> str:

@@ -9,13 +9,11 @@ ids and renders crop lines in request order); the printed, rounded box is the fa
 from __future__ import annotations
 
 import ast
-import json
 import re
 from dataclasses import dataclass, field
-from numbers import Real
 
 from hyperseyes_verl.ugs.images import validate_box
-from hyperseyes_verl.ugs.parser import ToolCall, parse_turn
+from hyperseyes_verl.ugs.parser import ToolCall, parse_turn, read_area
 from hyperseyes_verl.ugs.schema import IMAGE_SEARCH
 
 from .model import Box, CallView, CropView, Hit, ImageRef, QueryView, SearchView, Turn
@@ -61,16 +59,7 @@ def question_and_inputs(user_text: str) -> tuple[str | None, int]:
 
 def requested_boxes(arguments: dict) -> list[Box | None]:
     """The clamped boxes of an image_search call's `area`, in request order, as the environment reads it."""
-    area = arguments.get("area")
-    if isinstance(area, str):
-        try:
-            area = json.loads(area)
-        except ValueError:
-            return []
-    if not isinstance(area, list) or not area:
-        return []
-    if len(area) == 4 and all(isinstance(v, Real) and not isinstance(v, bool) for v in area):
-        area = [area]  # one flat box
+    area, _ = read_area(arguments.get("area"))  # the environment's own reading (model output is untrusted)
     # any pixel size works: only the clamping is wanted here, not the too-small check
     return [validate_box(b, 10**6, 10**6, 1)[0] for b in area[:_MAX_BOXES]]
 
