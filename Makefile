@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo train-tiny test bench clean
+.PHONY: venv demo demo-scripted train-tiny test test-fast bench clean
 
 $(BIN)/.installed: pyproject.toml constraints-cpu.txt
 	$(PY) -m venv $(VENV)
@@ -19,8 +19,13 @@ $(BIN)/.installed: pyproject.toml constraints-cpu.txt
 
 venv: $(BIN)/.installed
 
+# the main job: data → stage-1 SFT → stage-2 RL (TRACE + OPD) of a tiny Qwen-VL through verl, evaluation, report
 demo: venv
-	$(BIN)/hyperseyes demo --out outputs/demo
+	$(BIN)/python -m hyperseyes_verl.recipes.train_demo --out outputs/demo
+
+# the scripted strategies alone in the search environment (no training; well under a minute)
+demo-scripted: venv
+	$(BIN)/hyperseyes demo --out outputs/demo_scripted
 
 # the two-stage recipe at toy size through verl's entry points on CPU (~4 min on 2 cores): outputs/train_tiny/
 train-tiny: venv
@@ -28,6 +33,10 @@ train-tiny: venv
 
 test: venv
 	$(BIN)/python -m pytest -q -x --durations=15
+
+# the pure core, < 60 s on 2 cores: leaves out tests marked verl (verl, Ray, training subprocesses), slow and e2e
+test-fast: venv
+	$(BIN)/python -m pytest -q -x -m "not verl and not slow and not e2e" --durations=5
 
 bench: venv
 	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

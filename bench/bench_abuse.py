@@ -37,7 +37,7 @@ from fastapi.responses import RedirectResponse
 from PIL import Image
 
 from hyperseyes_verl.search.base import InMemoryBackend, SearchFailure
-from hyperseyes_verl.search.config import build_backend
+from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.search.embedded import build_index
 from hyperseyes_verl.search.synthetic import entity_image
 from hyperseyes_verl.testing.local_server import LocalServer

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperseyes_verl.search.config import build_backend
+from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.search.embedded import build_index
 
 SYLLABLES = ["ka", "lo", "mi", "ren", "to", "sha", "vi", "dor", "el", "qua", "zen", "bri", "tu", "nox", "pa", "ser"]

@@ -116,8 +116,11 @@ if [[ $DRY_RUN == 1 ]]; then
 fi
 
 if [[ "$STAGE" != 2 ]]; then
+  # SFT_OMP_NUM_THREADS: CPU threads of each SFT process (torchrun would otherwise force 1)
+  sft_env=()
+  [[ -n "${SFT_OMP_NUM_THREADS:-}" ]] && sft_env=(OMP_NUM_THREADS="$SFT_OMP_NUM_THREADS" MKL_NUM_THREADS="$SFT_OMP_NUM_THREADS")
   # shellcheck disable=SC2086  (SFT_TORCHRUN_ARGS: extra torchrun flags, e.g. --rdzv_endpoint, word-split on purpose)
-  "$PYTHON" -m torch.distributed.run --nnodes "$SFT_NNODES" --nproc_per_node "$SFT_GPUS" ${SFT_TORCHRUN_ARGS:-} -m verl.trainer.sft_trainer \
+  env "${sft_env[@]}" "$PYTHON" -m torch.distributed.run --nnodes "$SFT_NNODES" --nproc_per_node "$SFT_GPUS" ${SFT_TORCHRUN_ARGS:-} -m verl.trainer.sft_trainer \
     --config-path "$RECIPES_DIR" --config-name "$SFT_CONFIG" "${SFT_ARGS[@]}" "${EXTRA[@]}"
   step="$(cat "$OUT_DIR/stage1/latest_checkpointed_iteration.txt")"
   $PYTHON -m verl.model_merger merge --backend fsdp --local_dir "$OUT_DIR/stage1/global_step_$step" \

@@ -16,6 +16,8 @@ import torch
 from hyperseyes_verl.verl.cpu.hf_server import HFRolloutServer, injected_fault, prompt_logprob_rows
 from hyperseyes_verl.verl.cpu.runtime import dedupe_backend
 
+pytestmark = pytest.mark.verl
+
 PROBE = textwrap.dedent("""
     import json, sys
     import verl
@@ -51,7 +53,6 @@ def probe(**env_updates) -> dict:
     return json.loads(line[0][len("RESULT "):])
 
 
-@pytest.mark.verl
 def test_runtime_registers_only_when_switched_on():
     on = probe(HYPERSEYES_CPU_RUNTIME="1")
     assert on["errors"] == [] and on["device"] == "cpu" and on["backend"] == "gloo"

@@ -114,14 +114,15 @@ def test_boxes_crop_to_their_entity(synth_dir):
             assert 0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1
             crop = np.asarray(crop_box(mosaic, box).resize((160, 160)), dtype=np.float32)
             dist = {n: float(np.abs(crop - p).mean()) for n, p in pix.items()}
-            assert min(dist, key=dist.get) == name
-            assert dist[name] < 25, (item["id"], name, dist[name])
+            others = min((d for n, d in dist.items() if n != name), default=float("inf"))
+            # the crop is its entity (boxes are inset by < 1 % of a side): clearly closer to it than to any other
+            assert dist[name] < 0.75 * others, (item["id"], name, dist[name], others)
     assert len(counts) >= 3  # varied entity counts
     assert {i["layout"] for i in items} >= {"grid", "rows"}
 
 
 def test_embedded_backend_finds_each_cropped_entity(synth_dir):
-    from hyperseyes_verl.search.config import build_backend
+    from hyperseyes_verl.search.factory import build_backend
     from hyperseyes_verl.search.embedded import build_index
 
     build_index(synth_dir / "index", synth_dir / "corpus.jsonl", synth_dir, synth_dir / "images.jsonl", progress=False)

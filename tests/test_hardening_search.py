@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from PIL import Image
 
-from hyperseyes_verl.search.base import FailureKind, SearchFailure
-from hyperseyes_verl.search.config import backend_metrics, build_backend
+from hyperseyes_verl.search.base import FailureKind, SearchFailure, backend_metrics
+from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.search.embedded import EmbeddedIndex, build_index
 from hyperseyes_verl.search.serve import ServeLimits, create_app
 from hyperseyes_verl.search.synthetic import entity_image

@@ -57,6 +57,7 @@ def test_groups_are_independent_and_tool_count_key_is_used():
         hdpo_advantages(["a", "a"], [1, 0], [1], [0, 0])
 
 
+@pytest.mark.verl  # the only test here that imports verl: the rest is the pure core
 def test_acc_advantage_matches_verl_grpo():
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 

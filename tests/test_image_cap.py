@@ -9,6 +9,8 @@ from PIL import Image
 
 from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, fit_image_tokens
 
+pytestmark = pytest.mark.verl
+
 
 def _noise(size) -> Image.Image:
     rng = np.random.default_rng(1)

@@ -13,6 +13,8 @@ import pytest
 
 from hyperseyes_verl.verl import plugin
 
+pytestmark = pytest.mark.verl
+
 PROBE = textwrap.dedent("""
     import importlib.util, json, sys
     import verl

@@ -13,6 +13,8 @@ from PIL import Image
 
 from hyperseyes_verl.recipes.validate import ValidateOptions, validate_recipe
 
+pytestmark = pytest.mark.verl
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 AGENT_LOOP_YAML = ROOT / "hyperseyes_verl" / "verl" / "agent_loop.yaml"

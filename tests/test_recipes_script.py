@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_recipes import write_rl_parquet
+
+pytestmark = [pytest.mark.verl, pytest.mark.slow]  # the script runs `hyperseyes recipe validate`
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "recipes" / "run_hyperseyes_7b_1node.sh"

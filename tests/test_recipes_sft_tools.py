@@ -9,6 +9,8 @@ from PIL import Image
 
 from hyperseyes_verl.utils.images import fit_image_tokens as fit_image
 
+pytestmark = pytest.mark.verl
+
 
 @pytest.mark.parametrize("size", [(4000, 3000), (1000, 100), (30, 30), (28, 5000), (3584, 3584)])
 def test_fit_image_respects_token_cap(size):
@@ -66,7 +68,6 @@ def test_merge_lora_reports_missing_adapter(tiny_qwen25_dir, tmp_path):
         merge_lora(tiny_qwen25_dir, tmp_path / "nothing", tmp_path / "out")
 
 
-@pytest.mark.verl
 def test_text_only_and_image_rows_share_a_batch(tiny_qwen25_dir, tmp_path):
     """verl's collate reads the first sample's keys: a text-only row first (no multi_modal_inputs) next to an
     image row raised KeyError in the end-to-end SFT run; both orders must collate."""

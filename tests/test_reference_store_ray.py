@@ -11,6 +11,8 @@ from hyperseyes_verl.trace.shared import get_store
 from hyperseyes_verl.trace.store import StoreConfig
 from hyperseyes_verl.verl import trace_state
 
+pytestmark = pytest.mark.verl  # starts Ray
+
 CFG = StoreConfig(actor_name="hyp_test_refs")
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.search.base import InMemoryBackend, SearchBackend
+from hyperseyes_verl.search.base import InMemoryBackend, SearchBackend, backend_metrics
 from hyperseyes_verl.search.cache import CachedBackend
 from hyperseyes_verl.search.composite import CompositeBackend
 from hyperseyes_verl.search.config import (
     EmbeddedConfig,
     SearchConfigError,
     SearchR1Config,
-    backend_metrics,
-    build_backend,
     parse_backend_config,
 )
+from hyperseyes_verl.search.factory import build_backend
 
 
 def test_unknown_type_lists_valid_types():

@@ -12,7 +12,8 @@ import pytest
 
 from hyperseyes_verl.cli import main as hyperseyes
 from hyperseyes_verl.search.base import FailureKind, SearchFailure
-from hyperseyes_verl.search.config import SearchConfigError, build_backend
+from hyperseyes_verl.search.config import SearchConfigError
+from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.search.embedded import EmbeddedIndex
 from hyperseyes_verl.search.embedded_image import ImageDoc, ImageIndex
 from hyperseyes_verl.search.embedded_text import TextDoc, TextIndex

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 from hyperseyes_verl.search.base import FailureKind, SearchFailure
-from hyperseyes_verl.search.config import SearchConfigError, backend_metrics, build_backend
+from hyperseyes_verl.search.config import SearchConfigError
+from hyperseyes_verl.search.base import backend_metrics
+from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.search.http_client import TokenBucket
 from hyperseyes_verl.testing.local_server import LocalServer, closed_port_url
 from search_fake_servers import API_KEY, FaultState, fault_app

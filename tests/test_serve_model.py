@@ -18,6 +18,8 @@ from hyperseyes_verl.ugs.conversation import chat_tools
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.types import UGSConfig
 
+pytestmark = pytest.mark.slow  # serves a tiny checkpoint
+
 
 @pytest.fixture(scope="module")
 def served(tiny_qwen25_dir):

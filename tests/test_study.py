@@ -26,6 +26,8 @@ from hyperseyes_verl.study.world import (
 )
 from hyperseyes_verl.trace import OfficialTraceConfig, ReferenceStore, StoreConfig
 
+pytestmark = pytest.mark.verl
+
 REDUCED = StudyConfig(seed=0, epochs=25, prompts=64, batch_prompts=16, lr=1.0)
 
 

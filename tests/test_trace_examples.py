@@ -7,6 +7,8 @@ import pytest
 
 from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
 
+pytestmark = pytest.mark.verl  # composes verl's own ppo_trainer config
+
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 

@@ -1,6 +1,8 @@
 """trace_state (driver-side epoch end / save / restore) with the process-local store."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -55,3 +57,20 @@ def test_restore_at_the_right_step_and_fresh_start(trainer_cfg):
     assert m["trace/restored_step"] == 10 and store.call("peek", "d/0").rounds == 3 and m["trace/epoch"] == 1
     assert trace_state.restore(trainer_cfg, 0)["trace/restored_step"] == -1  # fresh run: empty
     assert store.call("peek", "d/0") is None
+
+
+def test_official_mode_warns_once_when_another_trainer_runs(monkeypatch, caplog):
+    """The official group rule lives in HyperEyesTrainer: under verl's own trainer the reward manager says so, once."""
+    monkeypatch.setattr(trace_state, "_warned_official_without_trainer", False)
+    official = trace_state.trace_config_from_trainer({})
+    ours = {"trainer": {"v1": {"trainer_mode": "sync"}}, "hyperseyes": {"selected_trainer": "hyperseyes_sync"}}
+    verls = {"trainer": {"v1": {"trainer_mode": "sync"}}}
+    with caplog.at_level(logging.WARNING, logger=trace_state.__name__):
+        assert not trace_state.warn_if_official_without_trainer(ours, official)
+        assert not trace_state.warn_if_official_without_trainer(
+            verls, trace_state.trace_config_from_trainer({"hyperseyes": {"trace": {"mode": "paper"}}}))
+        assert trace_state.warn_if_official_without_trainer(verls, official)
+        assert not trace_state.warn_if_official_without_trainer(verls, official)  # once per process
+    [record] = caplog.records
+    assert "the trainer is sync, not hyperseyes_sync" in record.getMessage()
+    assert trace_state.selected_trainer({"trainer": {"use_v1": False}}).startswith("verl's legacy trainer")

@@ -12,9 +12,12 @@ import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from openai_fake_server import FakeChatServer, Reply
 from test_usability_data import user_gallery
+
+pytestmark = pytest.mark.slow  # runs the README block end to end
 
 ROOT = Path(__file__).resolve().parents[1]
 

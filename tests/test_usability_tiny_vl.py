@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds a checkpoint in a fresh interpreter
+
 
 def test_build_tiny_vl_needs_no_prior_patch_call(tmp_path):
     code = ("from hyperseyes_verl.testing.tiny_vl import build_tiny_vl; "

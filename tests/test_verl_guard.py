@@ -24,6 +24,19 @@ def test_private_verl_methods_we_rely_on_are_unchanged(ref):
     assert verl_guard.source_hash(obj) == pinned, f"verl's {ref} changed since it was pinned"
 
 
+def test_the_pinned_compute_advantage_is_the_one_hyperseyes_trainer_mirrors():
+    """trainer.py copies PPOTrainer._compute_advantage; the pin covers it only while PPOTrainerSync (our base)
+    inherits that method rather than overriding it."""
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from hyperseyes_verl.verl.trainer import HyperEyesTrainer
+
+    assert HyperEyesTrainer.__bases__ == (PPOTrainerSync,)
+    assert PPOTrainerSync._compute_advantage is PPOTrainer._compute_advantage
+    assert f"{PPOTrainer.__module__}:PPOTrainer._compute_advantage" in verl_guard.PINNED_SOURCES
+
+
 def test_every_required_callable_exists_in_verl_0_9_1():
     for part in verl_guard.REQUIRED:
         assert verl_guard.check(part) is None, part

@@ -1,10 +1,13 @@
 """Gating end to end on real verl objects: reward components -> gated teacher worker (fake teacher server)
 -> teacher columns -> verl's left_right_2_no_padding micro-batch -> the registered loss fn obtained through
 verl's get_distillation_loss_fn -> per-row losses masked on successes and on teacher failures."""
+import pytest
 import torch
 from tensordict import TensorDict
 
 from test_verl_opd_worker import FakeTeacher, compose_config, make_output, make_worker
+
+pytestmark = pytest.mark.verl
 
 
 def micro_batch(outputs, P=8, R=6, with_opd_mask=None):

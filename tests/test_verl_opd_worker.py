@@ -9,6 +9,8 @@ from PIL import Image
 
 from hyperseyes_verl.opd import TEACHER_SENTINEL_ID, TeacherStatus
 
+pytestmark = pytest.mark.verl
+
 
 def compose_config(model_dir, extra=()):
     import verl

@@ -10,6 +10,8 @@ from hyperseyes_verl.hdpo import HDPOConfig
 from hyperseyes_verl.opd import OPDConfig
 from hyperseyes_verl.verl.advantage_step import assemble_advantages, session_layout, teacher_response_logprobs
 
+pytestmark = pytest.mark.verl
+
 
 def batch(rm_score_B, T=4, uid=("u",) * 4, old_lp=-1.0):
     """verl V1: DataProto(batch=to_padded_tensor()) with token_level_scores = rm_scores (score on the last
@@ -180,7 +182,7 @@ def test_init_sets_sync_mode_and_restores_trace(monkeypatch):
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
     from hyperseyes_verl.verl import trace_state
-    from hyperseyes_verl.verl.trainer import HyperEyesTrainer
+    from hyperseyes_verl.verl.trainer import TRAINER_NAME, HyperEyesTrainer
 
     seen = {}
     monkeypatch.setattr(PPOTrainer, "__init__", lambda self, config: (setattr(self, "config", config),
@@ -190,6 +192,10 @@ def test_init_sets_sync_mode_and_restores_trace(monkeypatch):
                             "algorithm": {"adv_estimator": "grpo"}})
     t = HyperEyesTrainer(cfg)
     assert seen["mode"] == "sync" and t.opd_config.beta == 0.1 and t.hdpo_config.w_tool == 0.3
+    # it records itself, so the reward manager (built later from this config) knows TRACE official has its trainer
+    assert trace_state.selected_trainer(cfg) == TRAINER_NAME == trace_state.HYPERSEYES_TRAINER
+    monkeypatch.setattr(trace_state, "_warned_official_without_trainer", False)
+    assert not trace_state.warn_if_official_without_trainer(cfg, trace_state.trace_config_from_trainer(cfg))
     monkeypatch.setattr(PPOTrainerSync, "on_init_end", lambda self: None)
     monkeypatch.setattr(trace_state, "restore", lambda c, step: {"trace/restored_step": float(step)})
     t.global_steps = 40

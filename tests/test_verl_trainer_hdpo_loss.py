@@ -7,6 +7,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+pytestmark = pytest.mark.verl
+
 P, R = 3, 4
 RESP_LENS = [4, 2, 3]  # right padding inside the response block
 PROMPT_LENS = [3, 2, 1]  # left padding inside the prompt block

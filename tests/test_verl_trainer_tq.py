@@ -6,6 +6,8 @@ import os
 import pytest
 import torch
 
+pytestmark = pytest.mark.verl  # starts Ray
+
 
 @pytest.fixture(scope="module")
 def tq_session(short_tmp):

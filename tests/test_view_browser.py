@@ -14,8 +14,8 @@ from hyperseyes_verl.testing.chromium import Chromium, find_chromium
 from hyperseyes_verl.view import build_from_paths
 from view_scenario import write_eval_run
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="Chromium is not installed (Debian: apt-get install -y chromium)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_chromium() is None,
+                                                    reason="Chromium is not installed (Debian: apt-get install -y chromium)")]
 
 LOAD_ALL_IMAGES = """(async () => {
   const ims = [...document.images];

@@ -28,7 +28,17 @@ class Mosaic:
 def _place(canvas: Image.Image, img: Image.Image, x: int, y: int, w: int, h: int) -> list[float]:
     canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.LANCZOS), (x, y))
     W, H = canvas.size
-    return [round(x / W, 4), round(y / H, 4), round((x + w) / W, 4), round((y + h) / H, 4)]
+    # 2 decimals (1 % of a side), rounded inward so a box stays inside its tile: the precision a model is asked to
+    # write — a tiny one learns the call format far sooner than with 4-decimal coordinates (issue #12)
+    return [_up(x / W), _up(y / H), _down((x + w) / W), _down((y + h) / H)]
+
+
+def _up(v: float) -> float:
+    return math.ceil(round(v * 100, 6)) / 100
+
+
+def _down(v: float) -> float:
+    return math.floor(round(v * 100, 6)) / 100
 
 
 def _grid(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) -> list[list[float]]:

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hyperseyes_verl.search.config import build_backend
+    from hyperseyes_verl.search.factory import build_backend
 
     from ..agent.openai_client import EndpointConfig, OpenAIChatClient
     from ..agent.runner import SamplingParams

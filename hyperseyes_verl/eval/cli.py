@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _backend(args):
-    from hyperseyes_verl.search.config import build_backend
+    from hyperseyes_verl.search.factory import build_backend
 
     if bool(args.index) == bool(args.backend_config):
         raise SystemExit("give exactly one of --index DIR (embedded index) or --backend-config FILE.yaml")

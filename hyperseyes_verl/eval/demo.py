@@ -133,7 +133,7 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
     from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate, file_sha256
     from hyperseyes_verl.eval.loaders import load_benchmark
     from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
-    from hyperseyes_verl.search.config import build_backend
+    from hyperseyes_verl.search.factory import build_backend
 
     out = Path(cfg.out)
     items = load_benchmark(items_path, name="demo")

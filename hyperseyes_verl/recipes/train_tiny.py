@@ -63,7 +63,7 @@ def prepare(cfg: TrainTinyConfig) -> dict[str, Path]:
     from hyperseyes_verl.eval.demo import DemoConfig, build_data
     from hyperseyes_verl.eval.loaders import load_benchmark
     from hyperseyes_verl.eval.strategies import ScriptedClient, specs_from_items
-    from hyperseyes_verl.search.config import build_backend
+    from hyperseyes_verl.search.factory import build_backend
     from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
     from hyperseyes_verl.testing.tiny_vl import build_tiny_vl
 
@@ -121,13 +121,20 @@ def run_recipe(paths: dict[str, Path], stage: int, name: str, overrides: list[st
     return seconds
 
 
-def merge_actor(paths: dict[str, Path], step: int) -> Path:
-    """verl's model merger on the stage-2 actor checkpoint of `step` (HF weights to compare with stage 1)."""
-    target = paths["ckpt"] / f"stage2_step{step}_hf"
-    subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir",
-                    str(paths["ckpt"] / "stage2" / f"global_step_{step}" / "actor"), "--target_dir", str(target)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def merge_checkpoint(local_dir: Path, target: Path) -> Path:
+    """verl's model merger on one FSDP checkpoint folder → an HF folder (weights, tokenizer and processor).
+    The CPU runtime's processor patch must be on in the merger too, or the processor is silently not saved."""
+    if not (target / "config.json").exists():
+        subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir",
+                        str(local_dir), "--target_dir", str(target)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, env={**os.environ, "HYPERSEYES_CPU_RUNTIME": "1"})
     return target
+
+
+def merge_actor(paths: dict[str, Path], step: int) -> Path:
+    """The stage-2 actor checkpoint of `step` as an HF model (to compare with stage 1, or to serve)."""
+    return merge_checkpoint(paths["ckpt"] / "stage2" / f"global_step_{step}" / "actor",
+                            paths["ckpt"] / f"stage2_step{step}_hf")
 
 
 def train_tiny(cfg: TrainTinyConfig) -> dict:

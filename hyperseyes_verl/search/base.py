@@ -69,6 +69,12 @@ class SearchBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
+def backend_metrics(backend: object) -> dict[str, float]:
+    """Flat `search/...` counters of any backend (empty for backends without a `metrics()` method)."""
+    fn = getattr(backend, "metrics", None)
+    return dict(fn()) if callable(fn) else {}
+
+
 @dataclass
 class InMemoryBackend:
     """A small deterministic backend for tests and examples.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from hyperseyes_verl.search.base import Hit, SearchBackend
-from hyperseyes_verl.search.config import CacheConfig, backend_metrics
+from hyperseyes_verl.search.base import Hit, SearchBackend, backend_metrics
+from hyperseyes_verl.search.config import CacheConfig
 from hyperseyes_verl.search.image_fingerprint import image_cache_key
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, payload TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID"

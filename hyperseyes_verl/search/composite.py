@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from hyperseyes_verl.search.base import Hit, SearchBackend
-from hyperseyes_verl.search.config import backend_metrics
+from hyperseyes_verl.search.base import Hit, SearchBackend, backend_metrics
 
 
 class CompositeBackend:

@@ -22,7 +22,7 @@ from hyperseyes_verl.search.base import FailureKind, Hit, SearchFailure
 from hyperseyes_verl.search.coalesce import Coalescer
 from hyperseyes_verl.search.config import SearchR1Config
 from hyperseyes_verl.search.http_client import HttpSearchClient
-from hyperseyes_verl.search.serper import jpeg_bytes
+from hyperseyes_verl.utils.images import jpeg_bytes
 
 
 def parse_contents(contents: str) -> tuple[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from typing import Any
 
 from PIL import Image
@@ -18,15 +17,7 @@ from PIL import Image
 from hyperseyes_verl.search.base import FailureKind, Hit, SearchFailure
 from hyperseyes_verl.search.config import HttpConfig, ImageUploadConfig, SerperConfig
 from hyperseyes_verl.search.http_client import HttpSearchClient
-
-
-def jpeg_bytes(image: Image.Image, max_side: int, quality: int) -> bytes:
-    img = image.convert("RGB")
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+from hyperseyes_verl.utils.images import jpeg_bytes
 
 
 class ImageUploader:

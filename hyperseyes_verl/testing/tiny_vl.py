@@ -88,7 +88,10 @@ def build_tiny_vl(out_dir: str | os.PathLike, family: str = "qwen2_5_vl", vocab_
         return out
     torch.manual_seed(0)
     bpe = Tokenizer(models.BPE(unk_token=None))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # digits split one by one, as Qwen's own pre-tokenizer does: a tiny model then writes coordinates digit by
+    # digit instead of guessing among merged number fragments ("0.0.0.069")
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     bpe.decoder = decoders.ByteLevel()
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     bpe.train_from_iterator(_CORPUS * 40 + list(corpus or []), trainers.BpeTrainer(

@@ -69,6 +69,16 @@ def open_image(src: str | os.PathLike | bytes | Path, mode: str | None = "RGB",
 IMAGE_TOKEN_CAP = 1200
 
 
+def jpeg_bytes(image: Image.Image, max_side: int, quality: int) -> bytes:
+    """`image` as JPEG bytes, downscaled to `max_side` on its long side first (for sending to a search service)."""
+    img = image.convert("RGB")
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def fit_image_tokens(image: Image.Image, max_tokens: int, factor: int) -> Image.Image:
     """Resize so that (w/factor)·(h/factor) ≤ `max_tokens`, both sides multiples of `factor` (≥ factor).
 

@@ -19,7 +19,7 @@ Configuration (`AgentLoopSettings`), merged in this order, later wins:
    `- {name: hyperseyes_agent, _target_: ..., ugs: {max_tool_rounds: 4}, backend: {type: embedded, ...}}`.
 
 The search backend is built once per process and event loop (`shared_backend`) from `backend`
-(`hyperseyes_verl.search.config.build_backend`), never per trajectory; `set_backend_override` injects one
+(`hyperseyes_verl.search.factory.build_backend`), never per trajectory; `set_backend_override` injects one
 (tests, notebooks).
 
 Limits (all end the episode cleanly, never cutting an image's token span):
@@ -51,7 +51,8 @@ from verl.utils.profiler import simple_timer
 from verl.utils.tokenizer import get_processor_token_id
 
 from hyperseyes_verl.search.base import SearchBackend
-from hyperseyes_verl.search.config import build_backend, parse_backend_config
+from hyperseyes_verl.search.config import parse_backend_config
+from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.ugs.conversation import chat_tools, fit_message_images, observation_message
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.parser import parse_turn

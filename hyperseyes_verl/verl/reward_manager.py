@@ -18,7 +18,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from hyperseyes_verl.trace.scorer import RolloutInput, TraceScorer
 from hyperseyes_verl.verl import verl_guard
-from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
+from hyperseyes_verl.verl.trace_state import trace_config_from_trainer, warn_if_official_without_trainer
 
 
 def _plain(value: Any) -> Any:
@@ -36,6 +36,7 @@ class TraceRewardManager(RewardManagerBase):
         verl_guard.require("reward_manager")
         super().__init__(config, tokenizer, compute_score)
         self.trace_config = trace_config_from_trainer(config)
+        warn_if_official_without_trainer(config, self.trace_config)
         self.scorer = TraceScorer(self.trace_config)
 
     def _decode(self, row) -> str:

@@ -20,13 +20,54 @@ from hyperseyes_verl.trace.shared import StoreHandle, get_store
 logger = logging.getLogger(__name__)
 
 REFS_SUBDIR = "hyperseyes_refs"
+# trainer.TRAINER_NAME, repeated: trainer.py imports verl, and imports this module only when a trainer is built
+HYPERSEYES_TRAINER = "hyperseyes_sync"
+# HyperEyesTrainer resets trainer.v1.trainer_mode to "sync" (verl compares that literal), so it records itself here
+SELECTED_TRAINER_KEY = "hyperseyes.selected_trainer"
+
+_warned_official_without_trainer = False
+
+
+def _as_config(trainer_config: Any) -> DictConfig:
+    return trainer_config if isinstance(trainer_config, DictConfig) else OmegaConf.create(trainer_config or {})
 
 
 def trace_config_from_trainer(trainer_config: Any) -> TraceConfig:
     """`hyperseyes.trace` of the trainer config (added with `+hyperseyes.trace.mode=paper` etc.), else defaults."""
-    cfg = trainer_config if isinstance(trainer_config, DictConfig) else OmegaConf.create(trainer_config or {})
-    section = OmegaConf.select(cfg, "hyperseyes.trace", default=None)
+    section = OmegaConf.select(_as_config(trainer_config), "hyperseyes.trace", default=None)
     return trace_config_from_mapping(None if section is None else OmegaConf.to_container(section, resolve=True))
+
+
+def selected_trainer(trainer_config: Any) -> str:
+    """The trainer running this job: HyperEyesTrainer's own record, else verl's `trainer.v1.trainer_mode`."""
+    cfg = _as_config(trainer_config)
+    recorded = OmegaConf.select(cfg, SELECTED_TRAINER_KEY, default=None)
+    if recorded is not None:
+        return str(recorded)
+    if OmegaConf.select(cfg, "trainer.use_v1", default=True) is False:
+        return "verl's legacy trainer (trainer.use_v1=false)"
+    return str(OmegaConf.select(cfg, "trainer.v1.trainer_mode", default="unset"))
+
+
+def warn_if_official_without_trainer(trainer_config: Any, trace_config: TraceConfig) -> bool:
+    """Warn once per process when TRACE `official` mode runs under another trainer; True when it warned now.
+
+    The official group rule is applied in HyperEyesTrainer's advantage step, not in the reward: under another
+    trainer each rollout silently keeps its per-rollout score. The reward manager calls this, as the one
+    place that sees both the TRACE mode and the trainer (verl builds it after the trainer, from its config).
+    """
+    global _warned_official_without_trainer
+    if trace_config.mode != "official" or _warned_official_without_trainer:
+        return False
+    trainer = selected_trainer(trainer_config)
+    if trainer == HYPERSEYES_TRAINER:
+        return False
+    _warned_official_without_trainer = True
+    logger.warning("hyperseyes.trace.mode=official, but the trainer is %s, not %s: the official TRACE group rule "
+                   "runs only in HyperEyesTrainer's advantage step, so these rewards go to verl without it. Set "
+                   "trainer.v1.trainer_mode=%s, or +hyperseyes.trace.mode=paper for a per-rollout reward.",
+                   trainer, HYPERSEYES_TRAINER, HYPERSEYES_TRAINER)
+    return True
 
 
 def refs_dir(trainer_config: Any, config: TraceConfig | None = None) -> str:

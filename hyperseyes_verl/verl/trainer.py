@@ -150,10 +150,12 @@ class HDPOTwoSurrogateLoss:
 class HyperEyesTrainer(PPOTrainerSync):
     def __init__(self, config):
         from hyperseyes_verl.hdpo import HDPOConfig
-        from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
+        from hyperseyes_verl.verl.trace_state import SELECTED_TRAINER_KEY, trace_config_from_trainer
 
         verl_guard.require("trainer")  # before verl builds anything: a wrong verl fails here, at start-up
         with open_dict(config):
+            # the reward manager reads this to know TRACE official mode has its trainer (trace_state)
+            OmegaConf.update(config, SELECTED_TRAINER_KEY, TRAINER_NAME, force_add=True)
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
         self.opd_config = resolve_opd_config(config)

@@ -1,0 +1,262 @@
+"""`make demo`: the product's main job at toy size on a CPU box — data, stage-1 SFT, stage-2 RL, evaluation, report.
+
+1. the demo's data (gallery → synthetic questions → embedded index → PRS with the scripted teacher → SFT / RL
+   parquet) and a tiny random Qwen-VL whose tokenizer is trained on that data (`train_tiny.prepare`);
+2. stage 1 through verl's `sft_trainer` (full fine-tuning): the checkpoint at `student_step` is the policy, the
+   one at `sft_steps` — the same run trained longer — is the OPD teacher;
+3. stage 2 through `main_ppo`: the HyperEyes agent loop on the embedded index, TRACE official with reference
+   tightening at epoch ends, OPD from the served teacher on failed rollouts;
+4. the base, SFT and RL checkpoints served with `hyperseyes serve-model` and evaluated by the eval code on every
+   demo question (chat-template wire = the RL stage's text), next to the scripted strategies (labelled scripts);
+5. `report/`: accuracy / rounds / width / tokens / CAS per run, the share of assistant turns that parse, and the
+   RL stage's per-step metrics (markdown + PNG); `summary.json` holds the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hyperseyes_verl.recipes.train_tiny import TrainTinyConfig, merge_actor, merge_checkpoint, prepare, run_recipe
+from hyperseyes_verl.recipes.train_tiny_summary import read_metrics
+
+# per-RL-step columns of the report: (label, verl metric key)
+RL_COLUMNS = [
+    ("reward", "critic/score/mean"), ("accuracy", "trace/acc"), ("tool rounds", "trace/rounds_mean"),
+    ("searches / round", "trace/searches_per_round"), ("answered", "trace/answered"),
+    ("TRACE bonus min", "trace/bonus_min"), ("TRACE bonus mean", "trace/bonus_mean"),
+    ("TRACE bonus max", "trace/bonus_max"), ("refs tightened", "trace/refs_tightened"),
+    ("teacher share", "opd/eligible_frac"), ("reverse KL", "opd/reverse_kl_mean"),
+]
+
+
+class DemoTrainConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: str = Field("outputs/demo", description="output folder")
+    family: str = Field("qwen2_5_vl", description="tiny model family: qwen2_5_vl | qwen3_vl")
+    hidden_size: int = Field(256, ge=32, description="tiny model's hidden size (4 heads)")
+    num_layers: int = Field(4, ge=1, description="tiny model's decoder layers")
+    vocab_size: int = Field(1200, ge=300, description="BPE vocabulary, trained on the data")
+    student_step: int = Field(150, ge=1, description="SFT step whose checkpoint starts RL")
+    sft_steps: int = Field(190, ge=2, description="SFT steps in all; the last checkpoint is the OPD teacher")
+    sft_lr: float = Field(2e-3, gt=0, description="stage-1 peak learning rate (full fine-tuning)")
+    rl_steps: int = Field(2, ge=1, description="stage-2 steps")
+    rl_batch: int = Field(6, ge=1, description="prompts per RL step (x rollout.n 2); 6 of the 12 training prompts "
+                          "make an epoch of 2 steps")
+    n_visual: int = Field(12, ge=2, description="visual multi-entity questions")
+    n_textual: int = Field(4, ge=0, description="textual multi-constraint questions")
+    max_new_tokens: int = Field(256, ge=16, description="per assistant turn, in RL and in evaluation")
+    eval_limit: int = Field(0, ge=0, description="evaluate only the first N questions (0 = all)")
+    seed: int = Field(0, description="seed of the data and the tiny model")
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def merge_sft(paths: dict[str, Path], step: int) -> Path:
+    """The stage-1 checkpoint of `step` as an HF model (full fine-tuning: the merged shards are the model)."""
+    return merge_checkpoint(paths["ckpt"] / "stage1" / f"global_step_{step}", paths["ckpt"] / f"stage1_step{step}_hf")
+
+
+def turn_validity(results) -> dict[str, Any]:
+    """Share of the model's assistant turns that parse into tool calls or an answer (the kept trajectories)."""
+    from hyperseyes_verl.ugs.parser import parse_turn
+
+    valid = attempted = total = 0
+    for r in results:
+        for m in r.trajectory or []:
+            if m.get("role") != "assistant" or not isinstance(m.get("content"), str):
+                continue
+            t = parse_turn(m["content"])
+            total += 1
+            attempted += int(t.n_tool_blocks > 0 or t.answer is not None)
+            valid += int(not t.errors and (bool(t.calls) or t.answer is not None))
+    share = (lambda n: round(n / total, 4) if total else None)
+    return {"turns": total, "attempted": attempted, "valid": valid, "attempt_share": share(attempted),
+            "valid_share": share(valid)}
+
+
+async def _evaluate_models(items_path: Path, index: Path, models: dict[str, Path], out: Path,
+                           max_new_tokens: int, ugs, limit: int = 0) -> dict[str, list]:
+    from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
+    from hyperseyes_verl.agent.runner import SamplingParams
+    from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
+    from hyperseyes_verl.eval.loaders import load_benchmark
+    from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
+    from hyperseyes_verl.hf.chat_server import ChatModel, create_app
+    from hyperseyes_verl.search.factory import build_backend
+    from hyperseyes_verl.testing.local_server import LocalServer
+
+    items = load_benchmark(items_path, name="demo")
+    items = items[:limit] if limit else items
+    backend = build_backend({"type": "embedded", "index_dir": str(index)})
+    by_run: dict[str, list] = {}
+    try:
+        scripted = ScriptedClient(specs_from_items(items))
+        for strategy in STRATEGIES:
+            cfg = EvalConfig(model=f"scripted-{strategy}", keep_trajectories=True, progress=False, ugs=ugs)
+            by_run[f"scripted-{strategy}"] = await evaluate(items, scripted, backend, out / "runs" / strategy, cfg,
+                                                            run_info={"scripted": True}, restart=True)
+        for name, path in models.items():
+            t0 = time.perf_counter()
+            # served in-process: the same HTTP endpoint `hyperseyes serve-model` exposes, one model at a time
+            with LocalServer(create_app(ChatModel(str(path), name=name)), start_timeout_s=120) as server:
+                async with OpenAIChatClient(EndpointConfig(base_url=f"{server.url}/v1")) as client:
+                    cfg = EvalConfig(model=name, keep_trajectories=True, progress=False, wire="chat_template", ugs=ugs,
+                                     concurrency=2, sampling=SamplingParams(max_tokens=max_new_tokens))
+                    by_run[name] = await evaluate(items, client, backend, out / "runs" / name, cfg,
+                                                  run_info={"checkpoint": str(path)}, restart=True)
+            _say(f"evaluated {name} ({path}) on {len(items)} questions in {time.perf_counter() - t0:.0f} s")
+    finally:
+        await backend.aclose()
+    return by_run
+
+
+def rl_environment():
+    """The tiny RL recipe's environment budgets (stage2_rl_tiny_cpu.yaml): evaluation runs in the same one."""
+    from omegaconf import OmegaConf
+
+    from hyperseyes_verl.ugs.types import UGSConfig
+
+    tiny = OmegaConf.load(Path(__file__).resolve().parents[2] / "recipes" / "stage2_rl_tiny_cpu.yaml")
+    return UGSConfig(**OmegaConf.to_container(tiny.hyperseyes.agent_loop.ugs))
+
+
+def rl_table(rows: list[dict[str, Any]]) -> list[str]:
+    head = "| step | " + " | ".join(label for label, _ in RL_COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(RL_COLUMNS) + 1)]
+    for r in rows:
+        cells = [f"{r[k]:.3g}" if isinstance(r.get(k), (int, float)) else "–" for _, k in RL_COLUMNS]
+        lines.append(f"| {r['step']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_rl(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("reward", "critic/score/mean"), ("accuracy", "trace/acc"), ("tool rounds", "trace/rounds_mean"),
+            ("answered", "trace/answered"), ("teacher share", "opd/eligible_frac")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
+    for ax, (label, key) in zip(axes, keys):
+        pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("RL step", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def train_demo(cfg: DemoTrainConfig) -> dict[str, Any]:
+    if cfg.student_step >= cfg.sft_steps:
+        raise ValueError(f"student_step ({cfg.student_step}) must be below sft_steps ({cfg.sft_steps}): the teacher "
+                         "is the same SFT run trained longer")
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    tiny = TrainTinyConfig(out=cfg.out, family=cfg.family, vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                           num_layers=cfg.num_layers, n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed)
+    _say("[1/5] data (gallery, questions, index, PRS, parquet) and a tiny random " + cfg.family)
+    paths = prepare(tiny)
+    timings = {"data_s": time.perf_counter() - t0}
+    _say(f"[2/5] stage 1: SFT for {cfg.sft_steps} steps (policy = step {cfg.student_step}, teacher = step "
+         f"{cfg.sft_steps})")
+    timings["sft_s"] = run_recipe(paths, 1, "stage1", [
+        f"trainer.total_training_steps={cfg.sft_steps}", f"trainer.save_freq={cfg.student_step}",
+        "model.lora_rank=0", f"optim.lr={cfg.sft_lr}"])
+    student, teacher = merge_sft(paths, cfg.student_step), paths["ckpt"] / "stage1_merged"
+    _say(f"[3/5] stage 2: RL for {cfg.rl_steps} steps (TRACE official, OPD from the step-{cfg.sft_steps} teacher)")
+    t = time.perf_counter()
+    run_recipe(paths, 2, "stage2", [f"trainer.total_training_steps={cfg.rl_steps}",
+                                    f"trainer.rollout_data_dir={out.resolve() / 'rollouts'}",
+                                    # an epoch of 2 steps: references tighten at its end, within the demo
+                                    f"data.train_batch_size={cfg.rl_batch}",
+                                    # a 4-box call is ~150 tokens with digit-level number tokens
+                                    f"hyperseyes.agent_loop.max_tokens_per_turn={cfg.max_new_tokens}"],
+               env={"STAGE1_MODEL": str(student), "TEACHER_PATH": str(teacher)})
+    rl_model = merge_actor(paths, cfg.rl_steps)
+    timings["rl_s"] = time.perf_counter() - t
+    _say("[4/5] evaluation of base / SFT / RL, served, next to the scripted strategies")
+    t = time.perf_counter()
+    models = {"base": paths["model"], f"sft-step{cfg.student_step}": student, f"rl-step{cfg.rl_steps}": rl_model}
+    by_run = asyncio.run(_evaluate_models(paths["index"].parent / "data" / "items.jsonl", paths["index"], models,
+                                          out / "eval", cfg.max_new_tokens, rl_environment(), cfg.eval_limit))
+    timings["eval_s"] = time.perf_counter() - t
+    _say("[5/5] report")
+    summary = write_demo_report(out, cfg, by_run, read_metrics(paths["logs"] / "stage2.jsonl"),
+                                read_metrics(paths["logs"] / "stage1.jsonl"), timings | {
+                                    "total_s": time.perf_counter() - t0})
+    return summary
+
+
+def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], rl_rows: list[dict],
+                      sft_rows: list[dict], timings: dict[str, float]) -> dict[str, Any]:
+    from hyperseyes_verl.eval.report import render_markdown, run_summary, write_report
+    from hyperseyes_verl.eval.strategies import NOTICE
+
+    runs = [run_summary(name, rs, {"scripted": name.startswith("scripted-")}) for name, rs in by_run.items()]
+    validity = {name: turn_validity(rs) for name, rs in by_run.items() if not name.startswith("scripted-")}
+    notes = [NOTICE, "Rows base / sft / rl are the tiny model's checkpoints served with `hyperseyes serve-model`; "
+             "scripted-* rows are scripts, kept as reference points.",
+             "Every demo question is evaluated; most of them are also in the SFT / RL training data, so accuracy "
+             "here measures what the model absorbed, not generalisation."]
+    report_dir = out / "report"
+    paths = write_report(runs, report_dir, title="HyperEyes demo: a tiny model trained for real", notes=notes)
+    sft_loss = [(r["step"], r.get("train/loss")) for r in sft_rows]
+    lines = ["", "## Assistant turns that parse (tool calls or an answer)", "",
+             "attempted: the turn opens a `<tool_call>` or gives an `<answer>`; valid: it parses without an error.",
+             "", "| model | turns | attempted | valid | valid share |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {v['turns']} | {v['attempted']} | {v['valid']} | {v['valid_share']} |"
+              for n, v in validity.items()]
+    lines += ["", "## Stage 2 per RL step", "", *rl_table(rl_rows)]
+    plot = plot_rl(rl_rows, report_dir / "rl_steps.png")
+    if plot:
+        lines += ["", f"![RL steps]({plot.name})"]
+    if sft_loss:
+        lines += ["", "Stage-1 loss by step: " + ", ".join(f"{s} {v:.3f}" for s, v in sft_loss
+                                                           if s in (1, cfg.student_step, cfg.sft_steps) or s % 20 == 0)]
+    lines += ["", "Wall time on %d cores: " % (os.cpu_count() or 0) + ", ".join(
+        f"{k[:-2]} {v:.0f} s" for k, v in timings.items())]
+    md = Path(paths["markdown"])
+    md.write_text(md.read_text() + "\n".join(lines) + "\n")
+    summary = {"config": cfg.model_dump(), "timings": timings, "turn_validity": validity,
+               "runs": {r["name"]: r["metrics"].get("overall", r["metrics"]) for r in runs},
+               "rl_steps": rl_rows, "sft_loss": sft_loss, "report": str(md), "plot": str(plot) if plot else None}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(render_markdown(runs, "Summary").split("\n## ")[0])
+    print("\n".join(lines))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hyperseyes_verl.recipes.train_demo", description=__doc__.split("\n")[0])
+    for name, field in DemoTrainConfig.model_fields.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
+                       help=field.description)
+    cfg = DemoTrainConfig(**vars(p.parse_args(argv)))
+    try:
+        summary = train_demo(cfg)
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _say(f"report: {summary['report']}  summary: {Path(cfg.out) / 'summary.json'}  "
+         f"({summary['timings']['total_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
