@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -24,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperseyes_verl.recipes.train_tiny import TrainTinyConfig, merge_actor, merge_checkpoint, prepare, run_recipe
+from hyperseyes_verl.recipes.train_tiny import (TrainTinyConfig, config_from_argv, merge_actor, merge_checkpoint,
+                                                prepare, run_recipe)
 from hyperseyes_verl.recipes.train_tiny_summary import read_metrics
 
 # per-RL-step columns of the report: (label, verl metric key)
@@ -243,11 +243,8 @@ def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hyperseyes_verl.recipes.train_demo", description=__doc__.split("\n")[0])
-    for name, field in DemoTrainConfig.model_fields.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
-                       help=field.description)
-    cfg = DemoTrainConfig(**vars(p.parse_args(argv)))
+    cfg = config_from_argv(DemoTrainConfig, argv, "python -m hyperseyes_verl.recipes.train_demo",
+                           __doc__.split("\n")[0])
     try:
         summary = train_demo(cfg)
     except (RuntimeError, ValueError) as e:

@@ -159,12 +159,18 @@ def train_tiny(cfg: TrainTinyConfig) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hyperseyes_verl.recipes.train_tiny", description=__doc__.split("\n")[0])
-    for name, field in TrainTinyConfig.model_fields.items():
+def config_from_argv(cls: type[BaseModel], argv: list[str] | None, prog: str, description: str) -> BaseModel:
+    """A flat pydantic config from command-line flags: one `--field-name` per field, with its default and help."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    for name, field in cls.model_fields.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
                        help=field.description)
-    cfg = TrainTinyConfig(**vars(p.parse_args(argv)))
+    return cls(**vars(p.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config_from_argv(TrainTinyConfig, argv, "python -m hyperseyes_verl.recipes.train_tiny",
+                           __doc__.split("\n")[0])
     try:
         summary = train_tiny(cfg)
     except (RuntimeError, subprocess.CalledProcessError) as e:
