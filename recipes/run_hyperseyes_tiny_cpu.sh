@@ -13,7 +13,7 @@ LOGGER="${LOGGER:-console,file}"
 MERGE_DTYPE="${MERGE_DTYPE:-float32}"  # the CPU runtime computes in fp32 end to end
 export HYPERSEYES_CPU_RUNTIME=1
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# stage 2's Ray actors share the cores: one thread each; stage 1 is one process: all of them (2.7x faster on 2)
+# stage 2's Ray actors share the cores: one thread each; stage 1 is one process: all of them (3.6 -> 2.6 s/step on 2)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 export SFT_OMP_NUM_THREADS="${SFT_OMP_NUM_THREADS:-$(env -u OMP_NUM_THREADS nproc)}"  # nproc obeys OMP_NUM_THREADS
 source "$(dirname "${BASH_SOURCE[0]}")/two_stage.sh"

@@ -25,10 +25,12 @@ def test_demo_trains_the_format_and_runs_rl(tmp_path):
     assert sft["valid_share"] >= base["valid_share"], validity
     (step,) = summary["rl_steps"]
     assert step["step"] == 1
-    # TRACE scored the step's rollouts: the logged reward is TRACE's official score, and tool rounds were spent
-    for key in ("critic/score/mean", "trace/acc", "trace/rounds_mean", "opd/eligible_frac"):
+    # TRACE scored the step's rollouts: its official score is the reward manager's score plus the group bonus,
+    # and tool rounds were spent
+    for key in ("critic/score/mean", "trace/acc", "trace/rounds_mean", "trace/bonus_mean", "opd/eligible_frac"):
         assert isinstance(step.get(key), (int, float)), key
-    assert step["critic/score/mean"] == pytest.approx(step["trace/official_score_mean"], abs=1e-6)
+    assert step["trace/official_score_mean"] == pytest.approx(step["critic/score/mean"] + step["trace/bonus_mean"],
+                                                              abs=1e-6)
     assert step["trace/rounds_mean"] > 0
     assert step["opd/eligible_frac"] == pytest.approx(1 - step["trace/acc"], abs=1e-6)  # teacher on failures only
     report = (tmp_path / "demo" / "report" / "report.md").read_text()

@@ -126,6 +126,23 @@ def trace_epochs(results_by_run: dict[str, list], init_refs: dict[str, tuple[int
     return out
 
 
+async def run_scripted(items: list, backend, runs_dir: Path, *, client=None, restart: bool = True,
+                       fingerprint_extra: dict[str, Any] | None = None, **eval_config: Any) -> dict[str, list]:
+    """Every scripted strategy on `items` (runs_dir/<strategy>), keyed "scripted-<strategy>". `client`: a
+    ScriptedClient over these items (built when None); `eval_config`: further EvalConfig fields."""
+    from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
+    from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
+
+    client = client or ScriptedClient(specs_from_items(items))
+    by_run = {}
+    for strategy in STRATEGIES:
+        cfg = EvalConfig(model=f"scripted-{strategy}", keep_trajectories=True, **eval_config)
+        by_run[f"scripted-{strategy}"] = await evaluate(items, client, backend, runs_dir / strategy, cfg,
+                                                        run_info={"scripted": True}, restart=restart,
+                                                        fingerprint_extra=fingerprint_extra)
+    return by_run
+
+
 async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, Any]:
     from hyperseyes_verl.data.parquet import rl_rows, write_parquet
     from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
@@ -165,12 +182,8 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
         _say("[3/5] Every question in the search environment: " + (
             f"model {cfg.model} at {cfg.endpoint}, and " if cfg.endpoint else "") + "scripted strategies "
              + ", ".join(STRATEGIES))
-        by_run: dict[str, list] = {}
-        for strategy in STRATEGIES:
-            ecfg = EvalConfig(model=f"scripted-{strategy}", concurrency=cfg.concurrency, keep_trajectories=True,
-                              progress=cfg.progress)
-            by_run[f"scripted-{strategy}"] = await evaluate(items, scripted, backend, out / "runs" / strategy, ecfg,
-                                                            run_info={"scripted": True}, **fresh)
+        by_run = await run_scripted(items, backend, out / "runs", client=scripted, concurrency=cfg.concurrency,
+                                    progress=cfg.progress, **fresh)
         if cfg.endpoint:
             from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
 

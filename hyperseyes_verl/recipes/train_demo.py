@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
-from hyperseyes_verl.recipes.train_tiny import (TrainTinyConfig, config_from_argv, merge_actor, merge_checkpoint,
+from hyperseyes_verl.recipes.train_tiny import (TinySetup, config_from_argv, merge_actor, merge_checkpoint,
                                                 prepare, run_recipe)
 from hyperseyes_verl.recipes.train_tiny_summary import read_metrics
 
@@ -37,11 +37,9 @@ RL_COLUMNS = [
 ]
 
 
-class DemoTrainConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class DemoTrainConfig(TinySetup):
+    # a model that can learn the call format (issue #12): 3.1M parameters
     out: str = Field("outputs/demo", description="output folder")
-    family: str = Field("qwen2_5_vl", description="tiny model family: qwen2_5_vl | qwen3_vl")
     hidden_size: int = Field(256, ge=32, description="tiny model's hidden size (4 heads)")
     num_layers: int = Field(4, ge=1, description="tiny model's decoder layers")
     vocab_size: int = Field(1200, ge=300, description="BPE vocabulary, trained on the data")
@@ -51,11 +49,15 @@ class DemoTrainConfig(BaseModel):
     rl_steps: int = Field(2, ge=1, description="stage-2 steps")
     rl_batch: int = Field(6, ge=1, description="prompts per RL step (x rollout.n 2); 6 of the 12 training prompts "
                           "make an epoch of 2 steps")
-    n_visual: int = Field(12, ge=2, description="visual multi-entity questions")
-    n_textual: int = Field(4, ge=0, description="textual multi-constraint questions")
     max_new_tokens: int = Field(256, ge=16, description="per assistant turn, in RL and in evaluation")
     eval_limit: int = Field(0, ge=0, description="evaluate only the first N questions (0 = all)")
-    seed: int = Field(0, description="seed of the data and the tiny model")
+
+    @model_validator(mode="after")
+    def _teacher_trains_longer(self) -> "DemoTrainConfig":
+        if self.student_step >= self.sft_steps:
+            raise ValueError(f"student_step ({self.student_step}) must be below sft_steps ({self.sft_steps}): the "
+                             "teacher is the same SFT run trained longer")
+        return self
 
 
 def _say(msg: str) -> None:
@@ -91,7 +93,7 @@ async def _evaluate_models(items_path: Path, index: Path, models: dict[str, Path
     from hyperseyes_verl.agent.runner import SamplingParams
     from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
     from hyperseyes_verl.eval.loaders import load_benchmark
-    from hyperseyes_verl.eval.strategies import STRATEGIES, ScriptedClient, specs_from_items
+    from hyperseyes_verl.eval.demo import run_scripted
     from hyperseyes_verl.hf.chat_server import ChatModel, create_app
     from hyperseyes_verl.search.factory import build_backend
     from hyperseyes_verl.testing.local_server import LocalServer
@@ -99,13 +101,8 @@ async def _evaluate_models(items_path: Path, index: Path, models: dict[str, Path
     items = load_benchmark(items_path, name="demo")
     items = items[:limit] if limit else items
     backend = build_backend({"type": "embedded", "index_dir": str(index)})
-    by_run: dict[str, list] = {}
     try:
-        scripted = ScriptedClient(specs_from_items(items))
-        for strategy in STRATEGIES:
-            cfg = EvalConfig(model=f"scripted-{strategy}", keep_trajectories=True, progress=False, ugs=ugs)
-            by_run[f"scripted-{strategy}"] = await evaluate(items, scripted, backend, out / "runs" / strategy, cfg,
-                                                            run_info={"scripted": True}, restart=True)
+        by_run = await run_scripted(items, backend, out / "runs", progress=False, ugs=ugs)
         for name, path in models.items():
             t0 = time.perf_counter()
             # served in-process: the same HTTP endpoint `hyperseyes serve-model` exposes, one model at a time
@@ -148,8 +145,8 @@ def plot_rl(rows: list[dict[str, Any]], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [("reward", "critic/score/mean"), ("accuracy", "trace/acc"), ("tool rounds", "trace/rounds_mean"),
-            ("answered", "trace/answered"), ("teacher share", "opd/eligible_frac")]
+    columns = dict(RL_COLUMNS)
+    keys = [(label, columns[label]) for label in ("reward", "accuracy", "tool rounds", "answered", "teacher share")]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
     for ax, (label, key) in zip(axes, keys):
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
@@ -163,15 +160,10 @@ def plot_rl(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def train_demo(cfg: DemoTrainConfig) -> dict[str, Any]:
-    if cfg.student_step >= cfg.sft_steps:
-        raise ValueError(f"student_step ({cfg.student_step}) must be below sft_steps ({cfg.sft_steps}): the teacher "
-                         "is the same SFT run trained longer")
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    tiny = TrainTinyConfig(out=cfg.out, family=cfg.family, vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-                           num_layers=cfg.num_layers, n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed)
     _say("[1/5] data (gallery, questions, index, PRS, parquet) and a tiny random " + cfg.family)
-    paths = prepare(tiny)
+    paths = prepare(cfg)
     timings = {"data_s": time.perf_counter() - t0}
     _say(f"[2/5] stage 1: SFT for {cfg.sft_steps} steps (policy = step {cfg.student_step}, teacher = step "
          f"{cfg.sft_steps})")
@@ -212,6 +204,7 @@ def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], 
     validity = {name: turn_validity(rs) for name, rs in by_run.items() if not name.startswith("scripted-")}
     notes = [NOTICE, "Rows base / sft / rl are the tiny model's checkpoints served with `hyperseyes serve-model`; "
              "scripted-* rows are scripts, kept as reference points.",
+             "Every run is evaluated in the RL stage's budgets (stage2_rl_tiny_cpu.yaml). "
              "Every demo question is evaluated; most of them are also in the SFT / RL training data, so accuracy "
              "here measures what the model absorbed, not generalisation."]
     report_dir = out / "report"

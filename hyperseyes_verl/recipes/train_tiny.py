@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hyperseyes_verl.recipes.train_tiny_summary import summarize
 
@@ -30,30 +30,35 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "recipes" / "run_hyperseyes_tiny_cpu.sh"
 
 
-class TrainTinyConfig(BaseModel):
+class TinySetup(BaseModel):
+    """The tiny model and the demo data both toy runs start from (`prepare`)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     out: str = Field("outputs/train_tiny", description="output folder (model, data, checkpoints, logs, summary)")
     family: str = Field("qwen2_5_vl", description="tiny model family: qwen2_5_vl | qwen3_vl")
-    sft_steps: int = Field(2, ge=1, description="stage-1 optimizer steps")
-    sft_lora_rank: int = Field(8, ge=0, description="stage-1 LoRA rank (official 8); 0 = full fine-tuning")
-    sft_lr: float = Field(1e-3, gt=0, description="stage-1 peak learning rate")
     vocab_size: int = Field(600, ge=300, description="tiny tokenizer's BPE vocabulary (trained on the data too)")
     hidden_size: int = Field(64, ge=32, description="tiny model's hidden size (4 heads)")
     num_layers: int = Field(2, ge=1, description="tiny model's decoder layers")
-    rl_steps: int = Field(2, ge=2, description="stage-2 steps; the run stops after rl_steps-1 and resumes")
-    teacher_fault_frac: float = Field(0.5, ge=0, le=1, description="share of teacher requests that fail on "
-                                      "purpose in the resumed invocation (0 = no fault injection)")
     seed: int = Field(0, description="seed of the data and the tiny model")
     n_visual: int = Field(12, ge=2, description="visual multi-entity questions in the demo data")
     n_textual: int = Field(4, ge=0, description="textual multi-constraint questions in the demo data")
+
+
+class TrainTinyConfig(TinySetup):
+    sft_steps: int = Field(2, ge=1, description="stage-1 optimizer steps")
+    sft_lora_rank: int = Field(8, ge=0, description="stage-1 LoRA rank (official 8); 0 = full fine-tuning")
+    sft_lr: float = Field(1e-3, gt=0, description="stage-1 peak learning rate")
+    rl_steps: int = Field(2, ge=2, description="stage-2 steps; the run stops after rl_steps-1 and resumes")
+    teacher_fault_frac: float = Field(0.5, ge=0, le=1, description="share of teacher requests that fail on "
+                                      "purpose in the resumed invocation (0 = no fault injection)")
 
 
 def _say(msg: str) -> None:
     print(f"[train-tiny] {msg}", flush=True)
 
 
-def prepare(cfg: TrainTinyConfig) -> dict[str, Path]:
+def prepare(cfg: TinySetup) -> dict[str, Path]:
     """Tiny model + demo data + parquet + index under cfg.out (reused when already there)."""
     import asyncio
 
@@ -165,7 +170,11 @@ def config_from_argv(cls: type[BaseModel], argv: list[str] | None, prog: str, de
     for name, field in cls.model_fields.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
                        help=field.description)
-    return cls(**vars(p.parse_args(argv)))
+    try:
+        return cls(**vars(p.parse_args(argv)))
+    except ValidationError as e:  # a bad value is one usage line, not a traceback
+        p.error("; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}"
+                          if err["loc"] else err["msg"] for err in e.errors()))
 
 
 def main(argv: list[str] | None = None) -> int:

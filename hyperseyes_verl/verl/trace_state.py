@@ -20,7 +20,8 @@ from hyperseyes_verl.trace.shared import StoreHandle, get_store
 logger = logging.getLogger(__name__)
 
 REFS_SUBDIR = "hyperseyes_refs"
-# trainer.TRAINER_NAME, repeated: trainer.py imports verl, and imports this module only when a trainer is built
+# trainer.TRAINER_NAME, repeated on purpose: trainer.py is imported when verl registers trainers and must not load
+# this module's TRACE cores then (tests/test_plugin.py); a test checks the two names agree
 HYPERSEYES_TRAINER = "hyperseyes_sync"
 # HyperEyesTrainer resets trainer.v1.trainer_mode to "sync" (verl compares that literal), so it records itself here
 SELECTED_TRAINER_KEY = "hyperseyes.selected_trainer"
