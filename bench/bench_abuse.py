@@ -235,7 +235,7 @@ async def bench_redirect() -> None:
             for max_redirects in (0, 3):
                 received.clear()
                 backend = build_backend({"type": "serper", "base_url": origin_srv.url, "api_key_env": "HYP_BENCH_KEY",
-                                         "http": {"max_retries": 0, "max_redirects": max_redirects}})
+                                         "http": {"max_attempts": 1, "max_redirects": max_redirects}})
                 try:
                     await backend.text_search("x", 3)
                     outcome = "answered"

@@ -12,12 +12,28 @@ the work after generation t: observation render and merge, searches, crops). `be
 (`git archive HEAD | tar -x -C DIR`, put first on PYTHONPATH in a child process; the git state is not
 touched); `after` = this tree. Both runs must produce the same token ids (printed).
 
-The gc section runs `--concurrent` 2-round episodes at once (the paper's average is 2.2 rounds) with and without
-`gc.freeze()` after warm-up, printing gen-2 GC pause time, the longest event-loop stall and episodes/s.
+The concurrency section runs N 2-round episodes at once (the paper's average is 2.2 rounds) for each N of
+`--concurrent` (default 64,256,1024), each level in its own child process, one row per level: episodes/s,
+peak RSS (`ru_maxrss` of that child; in brackets its peak after setup + one warm-up episode), the longest
+event-loop stall (how late a 5 ms timer fired), the stall at the start (all N tasks are created at once, as
+verl's `AgentLoopWorker.generate_sequences` does, so every episode's synchronous start — building the loop with
+hydra, up to its first await — runs back to back), the longest stall after that, and gen-2 GC time. By default
+each level runs twice, with the default gc and with `gc.freeze()` after warm-up (`--gc on|freeze`: one of
+them). Only the agent loop runs: verl's per-episode postprocess (padding, position ids) and the reward do not.
+`--pixels small` (default) keeps the tiny processor's own budget (28²..28²·16 px) with a 300×225 source image
+(crops of 100×75), so 1024 episodes take ~30 s on 2 cores; `--pixels real` uses the released Qwen2.5-VL
+budget and the 3000×2250 source: each episode then costs ~0.35 s of CPU alone and holds ~70 MiB while in
+flight (12 crops twice: the environment's 1000×750 cuts, kept for re-cropping, and the 1008×756 copies fitted
+for the model; the input image is shared by all episodes here, a decoded one adds 19 MiB), so 1024 real-size
+episodes need ~70 GiB in one process.
 
-    .venv/bin/python bench/bench_agent_loop_scale.py [--episodes 2] [--rounds 9] [--concurrent 32]
+    .venv/bin/python bench/bench_agent_loop_scale.py [--episodes 2] [--rounds 9] [--concurrent 64,256,1024]
+        [--pixels small|real] [--gc both|on|freeze]
+    # the full-size concurrency run only (no per-turn section): 64 + 128 take ~2.5 min and 10 GiB on 2 cores;
+    # 256 / 1024 need ~19 / ~72 GiB of RAM and ~3 / ~11 min on 2 cores
+    .venv/bin/python bench/bench_agent_loop_scale.py --episodes 0 --pixels real --concurrent 64,256,1024 --gc on
 
-Sized for ~2 minutes on 2 cores: fewer episodes than the scale probe's 256/1024 concurrent.
+Default run: ~4 minutes on 2 cores (per-turn section ~1.5 min, concurrency ~2.5 min).
 """
 from __future__ import annotations
 
@@ -27,6 +43,7 @@ import gc
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +55,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REAL_BUDGET = {"qwen2_5_vl": (56 * 56, 28 * 28 * 16384), "qwen3_vl": (256 * 256, 4096 * 4096)}
+SOURCE = {"real": (3000, 2250), "small": (300, 225)}  # input image; the 6 boxes cut 1000×750 / 100×75 crops
 BOXES = [[c / 3, r / 3, (c + 1) / 3, (r + 1) / 3] for r in range(2) for c in range(3)]  # 6 crops of 1000×750
 SEARCH = ('<reason>look closer</reason>\n<tool_call>\n{"name": "image_search", "arguments": {"image_id": "img_0", '
           f'"area": {json.dumps([[round(v, 4) for v in b] for b in BOXES])}}}}}\n</tool_call>\n<tool_call>\n'
@@ -45,11 +63,26 @@ SEARCH = ('<reason>look closer</reason>\n<tool_call>\n{"name": "image_search", "
 ANSWER = "<reason>found it</reason> <answer>Paris</answer>"
 
 
-def _setup(model_dir: str, family: str, rounds: int):
-    import hydra
+def set_pixel_budget(processor, family: str) -> None:
+    """The released model's min/max pixels on a (tiny) processor, so images get their real visual-token counts."""
+    lo, hi = REAL_BUDGET[family]
+    processor.image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
+    processor.image_processor.min_pixels, processor.image_processor.max_pixels = lo, hi
+
+
+def source_image(width: int = 3000, height: int = 2250):
+    """A noise image upscaled from 1/25 size (blocky, like a photo's low-frequency content); seed 0."""
     import numpy as np
-    from hydra import compose, initialize_config_dir
     from PIL import Image
+
+    rng = np.random.default_rng(0)
+    small = (rng.random((max(height // 25, 1), max(width // 25, 1), 3)) * 255).astype("uint8")
+    return Image.fromarray(small).resize((width, height))
+
+
+def _setup(model_dir: str, family: str, rounds: int, pixels: str = "real"):
+    import hydra
+    from hydra import compose, initialize_config_dir
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
     from verl.utils.tokenizer.tokenizer import hf_processor, hf_tokenizer
 
@@ -67,13 +100,11 @@ def _setup(model_dir: str, family: str, rounds: int):
             f"+hyperseyes.agent_loop.ugs.max_tool_rounds={rounds}",
             f"+hyperseyes.agent_loop.ugs.max_turns={rounds + 1}"])
     tokenizer, processor = hf_tokenizer(model_dir), hf_processor(model_dir)
-    lo, hi = REAL_BUDGET[family]
-    processor.image_processor.size = {"shortest_edge": lo, "longest_edge": hi}
-    processor.image_processor.min_pixels, processor.image_processor.max_pixels = lo, hi
+    if pixels == "real":
+        set_pixel_budget(processor, family)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     script = [tokenizer.encode(t, add_special_tokens=False) + [im_end] for t in [SEARCH] * rounds + [ANSWER]]
-    rng = np.random.default_rng(0)
-    src = Image.fromarray((rng.random((2250 // 25, 3000 // 25, 3)) * 255).astype("uint8")).resize((3000, 2250))
+    src = source_image(*SOURCE[pixels])
 
     def make(server):
         return hydra.utils.instantiate(
@@ -100,20 +131,25 @@ class _TimedServer:
         return await self.inner.generate(*a, **k)
 
 
-async def _episode(make, prompt, script, pad_id, index):
+async def _episode(make, prompt, script, pad_id, index, digest=True):
+    """One episode; `pad_id` None / `digest` False leave out the bench's own on-loop work (counting image pads in
+    the prompt, hashing the token ids), as the concurrency section does."""
     from hyperseyes_verl.testing.fake_server import FakeServerManager
 
     server = _TimedServer(FakeServerManager(script=script, image_token_id=pad_id))
-    c0 = time.process_time()
-    out = await make(server).run(dict(temperature=1.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, logprobs=True),
+    c0, w0 = time.process_time(), time.perf_counter()
+    loop = make(server)
+    make_ms = (time.perf_counter() - w0) * 1e3
+    out = await loop.run(dict(temperature=1.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, logprobs=True),
                                  raw_prompt=prompt(), extra_info={}, index=index)
     stamps = server.cpu + [time.process_time()]
-    digest = hashlib.sha256(json.dumps([out.prompt_ids, out.response_ids, out.response_mask]).encode()).hexdigest()
+    if digest:
+        digest = hashlib.sha256(json.dumps([out.prompt_ids, out.response_ids, out.response_mask]).encode()).hexdigest()
     return {"prompt_ms": (server.cpu[0] - c0) * 1e3,
             "turn_ms": [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])][:-1],  # the answer turn has no work
             "images": len(out.multi_modal_data.get("images", [])), "pads": server.inner.calls[-1].n_image_pad,
             "tokens": len(out.prompt_ids) + len(out.response_ids), "digest": digest,
-            "finish": out.extra_fields["finish_reason"]}
+            "finish": out.extra_fields["finish_reason"], "make_ms": make_ms}
 
 
 def _time_merges(store: list) -> None:
@@ -145,12 +181,18 @@ async def _per_turn(model_dir, family, episodes, rounds):
             **{k: runs[0][k] for k in ("images", "pads", "tokens", "digest", "finish")}}
 
 
-async def _concurrent(model_dir, family, n, freeze):
-    make, prompt, script, pad_id = _setup(model_dir, family, 2)
-    await _episode(make, prompt, script, pad_id, 0)  # warm-up
+def _rss_mib() -> float:
+    """Peak resident set size of this process so far (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _concurrent(model_dir, family, n, freeze, pixels):
+    make, prompt, script, pad_id = _setup(model_dir, family, 2, pixels)
+    warm = await _episode(make, prompt, script, pad_id, 0)  # warm-up
     if freeze:
         gc.collect()
         gc.freeze()
+    rss_warm = _rss_mib()
     pauses, start = [], {}
 
     def on_gc(phase, info):
@@ -160,23 +202,39 @@ async def _concurrent(model_dir, family, n, freeze):
             elif "t" in start:
                 pauses.append(time.perf_counter() - start.pop("t"))
 
-    stall, stop = [0.0], asyncio.Event()
+    # (when the timer was set, how late it fired, event-loop thread CPU meanwhile), seconds
+    stalls: list[tuple[float, float, float]] = []
+    stop = asyncio.Event()
 
     async def ticker():  # the event loop's lateness: how long a ready task waited
         while not stop.is_set():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.005)
-            stall[0] = max(stall[0], time.perf_counter() - t - 0.005)
+            stalls.append((t, time.perf_counter() - t - 0.005, time.thread_time() - c))
 
     gc.callbacks.append(on_gc)
     tick = asyncio.create_task(ticker())
-    t0 = time.perf_counter()
-    await asyncio.gather(*(_episode(make, prompt, script, pad_id, i) for i in range(n)))
+    await asyncio.sleep(0.02)
+    loop = asyncio.get_running_loop()
+    started = loop.create_future()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    # as verl's AgentLoopWorker.generate_sequences: every episode's task at once, then gather. The callback queued
+    # after them runs once every task has run its synchronous start (building the loop, up to the first await)
+    tasks = [asyncio.create_task(_episode(make, prompt, script, None, i, digest=False)) for i in range(n)]
+    loop.call_soon(lambda: started.set_result((time.perf_counter(), time.thread_time())))
+    runs = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     stop.set()
     await tick
     gc.callbacks.remove(on_gc)
-    return {"eps_per_s": n / wall, "gc2_s": sum(pauses), "gc2_n": len(pauses), "stall_ms": stall[0] * 1e3}
+    t1, c1 = started.result()
+    after = max(((s, c) for at, s, c in stalls if at >= t1), default=(0.0, 0.0))
+    return {"eps_per_s": n / wall, "wall_s": wall, "gc2_s": sum(pauses), "gc2_n": len(pauses),
+            "stall_ms": max([s for at, s, _ in stalls if at + s + 0.005 > t0] + [t1 - t0]) * 1e3,
+            "start_stall_ms": (t1 - t0) * 1e3, "start_cpu_ms": (c1 - c0) * 1e3,
+            "after_start_ms": after[0] * 1e3, "after_start_cpu_ms": after[1] * 1e3,
+            "make_ms": statistics.median(r["make_ms"] for r in runs), "rss_warm_mib": rss_warm,
+            "rss_peak_mib": _rss_mib(), "images": warm["images"], "pads": warm["pads"]}
 
 
 def _measure(args) -> None:
@@ -189,7 +247,8 @@ def _measure(args) -> None:
     if args.mode == "turns":
         res.update(asyncio.run(_per_turn(args.model_dir, args.family, args.episodes, args.rounds)))
     else:
-        res.update(asyncio.run(_concurrent(args.model_dir, args.family, args.concurrent, args.mode == "gc_freeze")))
+        res.update(asyncio.run(_concurrent(args.model_dir, args.family, int(args.concurrent), args.mode == "gc_freeze",
+                                           args.pixels)))
     print("RESULT " + json.dumps(res))
 
 
@@ -205,15 +264,21 @@ def _child(pythonpath: str | None, *argv: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--episodes", type=int, default=2, help="timed episodes per family and code version")
+    ap.add_argument("--episodes", type=int, default=2, help="timed episodes per family and code version "
+                    "(0: skip the per-turn section)")
     ap.add_argument("--rounds", type=int, default=9, help="tool rounds of 6 crops per episode")
-    ap.add_argument("--concurrent", type=int, default=32, help="concurrent 2-round episodes in the gc section "
-                    "(0: skip it)")
+    ap.add_argument("--concurrent", default="64,256,1024", help="comma-separated numbers of concurrent 2-round "
+                    "episodes, one child process per level (0 or empty: skip the section)")
+    ap.add_argument("--pixels", choices=("small", "real"), default="small", help="concurrency section: the tiny "
+                    "processor's budget with a 300x225 source (small) or the released budget with 3000x2250 (real)")
+    ap.add_argument("--gc", choices=("both", "on", "freeze"), default="both", help="concurrency section: a row "
+                    "with the default gc, one with gc.freeze() after warm-up, or both per level")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="turns", help=argparse.SUPPRESS)
     ap.add_argument("--family", default="qwen2_5_vl", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    levels = [int(v) for v in args.concurrent.replace(" ", "").split(",") if v and int(v) > 0]
     if args.child:
         _measure(args)
         return 0
@@ -226,12 +291,15 @@ def main() -> int:
     before = os.path.join(tmp, "before")
     os.makedirs(before)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run(f"git -C {repo} archive HEAD | tar -x -C {before}", shell=True, check=True)
+    if args.episodes:
+        subprocess.run(f"git -C {repo} archive HEAD | tar -x -C {before}", shell=True, check=True)
     dirs = {f: str(build_tiny_vl(os.path.join(tmp, f), f)) for f in REAL_BUDGET}
-    common = ["--episodes", str(args.episodes), "--rounds", str(args.rounds), "--concurrent", str(args.concurrent)]
-    print(f"machine: {os.cpu_count()} CPUs; {args.episodes} timed episodes per cell (after 1 warm-up), "
-          f"{args.rounds} rounds x 6 crops of 1000x750 from a 3000x2250 input, real pixel budgets")
-    for family, model_dir in dirs.items():
+    common = ["--episodes", str(args.episodes), "--rounds", str(args.rounds), "--pixels", args.pixels]
+    print(f"machine: {os.cpu_count()} CPUs")
+    if args.episodes:
+        print(f"per turn: {args.episodes} timed episodes per cell (after 1 warm-up), {args.rounds} rounds x 6 crops "
+              "of 1000x750 from a 3000x2250 input, real pixel budgets")
+    for family, model_dir in (dirs.items() if args.episodes else ()):
         cells = {name: _child(pp, "--mode", "turns", "--family", family, "--model-dir", model_dir, *common)
                  for name, pp in (("before", before), ("after", None))}
         b, a = cells["before"], cells["after"]
@@ -253,13 +321,31 @@ def main() -> int:
                   f"{a['turn_ms'][8] / a['turn_ms'][0]:.2f} after (6 new crops each turn)")
 
     family = "qwen2_5_vl"
-    if not args.concurrent:
+    if not levels:
         return 0
-    print(f"\ngc.freeze() after warm-up ({family}, after code, {args.concurrent} concurrent 2-round episodes):")
-    for mode in ("gc_default", "gc_freeze"):
-        r = _child(None, "--mode", mode, "--family", family, "--model-dir", dirs[family], *common)
-        print(f"  {mode:10s}: {r['eps_per_s']:5.2f} episodes/s, gen-2 GC {r['gc2_s'] * 1e3:6.0f} ms in "
-              f"{r['gc2_n']} passes, longest loop stall {r['stall_ms']:6.0f} ms")
+    w, h = SOURCE[args.pixels]
+    budget = "the released Qwen2.5-VL budget (56^2..28^2*16384 px)" if args.pixels == "real" else \
+        "the tiny processor's own budget (28^2..28^2*16 px)"
+    print(f"\nconcurrency ({family}, this tree, --pixels {args.pixels}: {budget}, a {w}x{h} input, 2 rounds x 6 crops "
+          f"of {w // 3}x{h // 3}); one child process per level; all episodes' tasks created at once as verl does")
+    print(f"  {'episodes':>8s} {'gc':>6s} {'ep/s':>7s} {'wall s':>7s} {'peak RSS MiB':>18s} {'longest stall ms':>16s} "
+          f"{'start stall (CPU)':>17s} {'after start (CPU)':>17s} {'loop init ms':>12s} {'gen-2 GC ms':>14s}")
+    for n in levels:
+        for mode in {"both": ("gc_default", "gc_freeze"), "on": ("gc_default",), "freeze": ("gc_freeze",)}[args.gc]:
+            r = _child(None, "--mode", mode, "--family", family, "--model-dir", dirs[family], *common,
+                       "--concurrent", str(n))
+            rss = f"{r['rss_peak_mib']:.0f} ({r['rss_warm_mib']:.0f})"
+            start = f"{r['start_stall_ms']:.0f} ({r['start_cpu_ms']:.0f})"
+            after = f"{r['after_start_ms']:.0f} ({r['after_start_cpu_ms']:.0f})"
+            print(f"  {n:8d} {'freeze' if mode == 'gc_freeze' else 'on':>6s} {r['eps_per_s']:7.1f} {r['wall_s']:7.1f} "
+                  f"{rss:>18s} {r['stall_ms']:16.0f} {start:>17s} {after:>17s} {r['make_ms']:12.2f} "
+                  f"{r['gc2_s'] * 1e3:8.0f} ({r['gc2_n']})", flush=True)
+    print("  peak RSS: ru_maxrss of the level's child (in brackets: after setup and one warm-up episode); start stall:"
+          " from creating the episodes' tasks until all of them ran their synchronous start (nothing else runs on "
+          "the loop meanwhile); after start: longest lateness of a 5 ms timer set after that; (CPU): what the "
+          "event-loop thread used of it, the rest it waited for the GIL (executor threads rendering, resizing, "
+          "gen-2 GC) or for a core; loop init: median wall ms to build one agent loop (hydra), part of every task's "
+          "synchronous start; gen-2 GC: total (passes)")
     return 0
 
 

@@ -36,7 +36,7 @@ class RewardWorker:
     """Stands in for a verl RewardLoopWorker process talking to the shared store actor."""
 
     async def measure(self, calls: int):
-        from hyperseyes_verl.trace.shared import get_store
+        from hyperseyes_verl.verl.store_actor import get_store
         from hyperseyes_verl.trace.store import StoreConfig
 
         handle = get_store(StoreConfig(actor_name="bench_refs"))

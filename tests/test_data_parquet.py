@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
 from hyperseyes_verl.data.convert import ConvertConfig, convert_benchmark
 from hyperseyes_verl.data.parquet import png_bytes, rl_rows, sft_rows, write_parquet
 from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
-from openai_fake_server import EpisodeScript, FakeChatServer
+from hyperseyes_verl.testing.fake_chat_server import EpisodeScript, FakeChatServer
+from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
 from test_prs import SCRIPT, backend, make_items
 
 pytestmark = pytest.mark.verl

@@ -210,9 +210,9 @@ def test_synth_cli_writes_index_inputs(tmp_path, capsys):
 
 
 async def test_llm_rewrite_keeps_numbers_and_filter_drops_no_search_items(tmp_path):
-    from openai_fake_server import FakeChatServer, first_user_text
+    from hyperseyes_verl.testing.fake_chat_server import FakeChatServer, first_user_text
 
-    from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
+    from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
     from hyperseyes_verl.data.synth import rewrite_and_filter
 
     img = Image.new("RGB", (40, 40))

@@ -7,14 +7,14 @@ import json
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
 from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
 from hyperseyes_verl.eval.loaders import EvalItem
 from hyperseyes_verl.eval.metrics import full_metrics, summarize
 from hyperseyes_verl.eval.report import report_from_dirs
 from hyperseyes_verl.eval.results import ResultsFile
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
-from openai_fake_server import FakeChatServer, Reply, first_user_text, n_assistant
+from hyperseyes_verl.testing.fake_chat_server import FakeChatServer, Reply, first_user_text, n_assistant
+from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
 
 SEARCH = '<reason>two facts</reason><tool_call>{"name": "text_search", "arguments": {"input": ["capital france", "river paris"]}}</tool_call>'
 CROP = ('<reason>both</reason><tool_call>{"name": "image_search", "arguments": {"image_id": "img_0", '

@@ -24,7 +24,7 @@ from hyperseyes_verl.search.synthetic import entity_image
 from hyperseyes_verl.testing.local_server import LocalServer
 
 KEY = "secret-key-abc"
-FAST = {"timeout_s": 2.0, "total_timeout_s": 10.0, "max_retries": 1, "backoff_initial_s": 0.01, "backoff_max_s": 0.02}
+FAST = {"timeout_s": 2.0, "total_timeout_s": 10.0, "max_attempts": 2, "backoff_s": 0.01, "max_backoff_s": 0.02}
 ORGANIC = {"organic": [{"title": "Eiffel Tower", "snippet": "Paris", "link": "https://x.test/eiffel"}]}
 
 

@@ -1,16 +1,10 @@
-"""HDPO pure core: golden numbers by hand, parity with verl's GRPO, and the two loss forms."""
+"""HDPO pure core: golden numbers by hand and parity with verl's GRPO. The two loss forms (`combine`) are checked
+on verl's own actor loss in test_verl_trainer_hdpo_loss.py."""
 import numpy as np
 import pytest
 import torch
 
-from hyperseyes_verl.hdpo import (
-    HDPOConfig,
-    clipped_surrogate_loss,
-    efficiency_rewards,
-    hdpo_advantages,
-    sum_of_advantages_loss,
-    two_surrogate_loss,
-)
+from hyperseyes_verl.hdpo import HDPOConfig, efficiency_rewards, hdpo_advantages
 
 S3 = np.sqrt(3) / 2  # 0.866025...
 
@@ -69,24 +63,6 @@ def test_acc_advantage_matches_verl_grpo():
     r[:, -1] = torch.tensor(0.9 * acc + 0.1 * fmt, dtype=torch.float32)
     adv, _ = compute_grpo_outcome_advantage(r, torch.ones(9, 3), idx)
     assert np.allclose(h.acc_adv_N, adv[:, 0].numpy(), atol=1e-5)
-
-
-def test_two_surrogates_equal_sum_inside_clip_and_differ_outside():
-    old = torch.zeros(1, 2)
-    mask = torch.ones(1, 2)
-    a_acc, a_tool = torch.tensor([[1.0, 1.0]]), torch.tensor([[-2.0, -2.0]])
-    # inside the clip range (ratio 1.1 < 1.28) the surrogate is linear in A: both forms agree
-    lp = torch.full((1, 2), np.log(1.1))
-    assert two_surrogate_loss(lp, old, a_acc, a_tool, mask) == pytest.approx(
-        sum_of_advantages_loss(lp, old, a_acc, a_tool, mask).item())
-    # ratio 2: A_acc>0 is clipped at 1.28, A_tool<0 is not: two = -1.28*1 + 0.15*(2*2) = -0.68
-    # sum: A = 1 - 0.3 = 0.7 > 0 -> clipped: -1.28*0.7 = -0.896
-    lp = torch.full((1, 2), np.log(2.0))
-    assert two_surrogate_loss(lp, old, a_acc, a_tool, mask).item() == pytest.approx(-0.68, abs=1e-5)
-    assert sum_of_advantages_loss(lp, old, a_acc, a_tool, mask).item() == pytest.approx(-0.896, abs=1e-5)
-    # positive homogeneity used by the verl adapter: L(w*A) == w*L(A)
-    assert clipped_surrogate_loss(lp, old, 0.3 * a_tool, mask).item() == pytest.approx(
-        0.3 * clipped_surrogate_loss(lp, old, a_tool, mask).item())
 
 
 def test_config():

@@ -1,4 +1,4 @@
-"""LLM judge against a real local OpenAI-compatible FastAPI server on 127.0.0.1.
+"""LLM judge against a real local OpenAI-compatible server on 127.0.0.1 (`FakeChatServer`).
 
 The prediction carries a directive the server obeys: [correct], [incorrect], [garbage] (unparsable
 reply), [5xx] (HTTP 503), [slow] (answers after the client's timeout), [flaky] (503 once, then Correct).
@@ -11,41 +11,32 @@ import socket
 from collections import Counter
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from hyperseyes_verl.judge import Judge, JudgeConfig, LLMJudgeConfig
-from hyperseyes_verl.testing.local_server import LocalServer
+from hyperseyes_verl.testing.fake_chat_server import FakeChatServer, Reply
 
 HITS: Counter = Counter()
-SEEN: list[dict] = []
+REPLIES = {"correct": "Correct", "incorrect": "Incorrect", "garbage": "I cannot tell", "slow": "Correct",
+           "flaky": "Correct"}
 
 
-def _app() -> FastAPI:
-    app = FastAPI()
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        body = await request.json()
-        SEEN.append(body)
-        content = body["messages"][0]["content"]
-        mode = re.search(r"Prediction: .*?\[(\w+)\]", content).group(1)
-        HITS[mode] += 1
-        if mode == "5xx" or (mode == "flaky" and HITS[mode] == 1):
-            return JSONResponse({"error": "overloaded"}, status_code=503)
-        if mode == "slow":
-            await asyncio.sleep(1.5)
-        reply = {"correct": "Correct", "incorrect": "Incorrect", "garbage": "I cannot tell",
-                 "slow": "Correct", "flaky": "Correct"}[mode]
-        return {"choices": [{"message": {"role": "assistant", "content": reply}}]}
-
-    return app
+def _obey(body: dict) -> Reply:
+    mode = re.search(r"Prediction: .*?\[(\w+)\]", body["messages"][0]["content"]).group(1)
+    HITS[mode] += 1
+    if mode == "5xx" or (mode == "flaky" and HITS[mode] == 1):
+        return Reply(status=503)
+    return Reply(REPLIES[mode], delay_s=1.5 if mode == "slow" else 0.0)
 
 
 @pytest.fixture(scope="module")
-def judge_url():
-    with LocalServer(_app()) as server:
-        yield f"{server.url}/v1"
+def judge_server():
+    with FakeChatServer(_obey) as server:
+        yield server
+
+
+@pytest.fixture
+def judge_url(judge_server):
+    return judge_server.base_url
 
 
 def _judge(url: str, **kw) -> Judge:
@@ -53,13 +44,13 @@ def _judge(url: str, **kw) -> Judge:
     return Judge(JudgeConfig(kind="llm", llm=llm))
 
 
-async def test_llm_verdicts_and_official_request_shape(judge_url):
-    judge = _judge(judge_url)
-    SEEN.clear()
+async def test_llm_verdicts_and_official_request_shape(judge_server):
+    judge = _judge(judge_server.base_url)
+    judge_server.requests.clear()
     ok = await judge.judge("Paris [correct]", ["Paris", "Paname"], question="Capital of France?")
     bad = await judge.judge("Paris [incorrect]", ["Rome"], question="Capital of Italy?")
     assert (ok.correct, ok.source) == (True, "llm") and (bad.correct, bad.source) == (False, "llm")
-    body = SEEN[0]
+    body = judge_server.requests[0]
     assert body["temperature"] == 0 and body["model"] == "tiny-judge"
     text = body["messages"][0]["content"]
     assert "contains" in text and "Capital of France?" in text and "Paris | Paname" in text
@@ -67,7 +58,7 @@ async def test_llm_verdicts_and_official_request_shape(judge_url):
 
 
 @pytest.mark.parametrize("mode, rule_says", [("garbage", True), ("5xx", True), ("slow", False)])
-async def test_failures_fall_back_to_rule_and_are_counted(judge_url, mode, rule_says):
+async def test_failures_fall_back_to_rule_judge(judge_url, mode, rule_says):
     judge = _judge(judge_url)
     HITS[mode] = 0
     truth = ["Paris"] if rule_says else ["Rome"]
@@ -75,8 +66,6 @@ async def test_failures_fall_back_to_rule_and_are_counted(judge_url, mode, rule_
     assert v.source == "rule_fallback" and v.answered
     assert v.correct is rule_says  # the rule judge decided, not a silent 0
     assert HITS[mode] == 3  # bounded: max_attempts tries, then fallback
-    m = judge.metrics()
-    assert m["judge/rule_fallback"] == 1 and m["judge/fallback_rate"] == 1.0
     await judge.aclose()
 
 

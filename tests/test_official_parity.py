@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from hyperseyes_verl.contracts import GROUP_RULE_KEYS
 from hyperseyes_verl.judge import Judge, JudgeConfig, LLMJudgeConfig
 from hyperseyes_verl.judge.llm import parse_verdict_substring
 from hyperseyes_verl.judge.types import JudgeFailure
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
+from hyperseyes_verl.testing.fake_chat_server import FakeChatServer, Reply
 from hyperseyes_verl.trace.config import trace_config_from_mapping
 from hyperseyes_verl.trace.counts import release_counts
 from hyperseyes_verl.trace.official import official_group_scores
@@ -20,7 +22,6 @@ from hyperseyes_verl.trace.store import ReferenceStore
 from hyperseyes_verl.ugs.conversation import observation_message
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.types import UGSConfig
-from openai_fake_server import FakeChatServer, Reply
 
 Q = "Which tower is taller?"
 QLINE = "原始问题（Original Question）： " + Q
@@ -185,9 +186,7 @@ async def test_a_wide_correct_round_against_a_narrower_reference(counting, expec
         out = await scorer.score(RolloutInput(response_text=text, ground_truth="Paris", index=0, tool_extra_fields=f,
                                               extra_info={"index": 0, "ref_rounds": 1, "ref_searches": 4}))
         infos.append(out["reward_extra_info"])
-    res = official_group_scores([i["acc"] for i in infos], [i["answered"] for i in infos],
-                                [i["tool_rounds"] for i in infos], [i["searches"] for i in infos],
-                                [i["ref_rounds"] for i in infos], [i["ref_searches"] for i in infos])
+    res = official_group_scores(**{k: [i[k] for i in infos] for k in GROUP_RULE_KEYS})
     assert (res[0].score, res[0].category) == expected
 
 

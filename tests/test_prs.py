@@ -6,10 +6,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
 from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
-from openai_fake_server import EpisodeScript, FakeChatServer, Reply, first_user_text
+from hyperseyes_verl.testing.fake_chat_server import EpisodeScript, FakeChatServer, Reply, first_user_text
+from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
 
 CROP2 = ('<reason>two entities</reason><tool_call>{"name": "image_search", "arguments": {"image_id": "img_0", '
          '"area": [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]}}</tool_call>')

@@ -7,7 +7,7 @@ import pytest
 import ray
 from omegaconf import OmegaConf
 
-from hyperseyes_verl.trace.shared import get_store
+from hyperseyes_verl.verl.store_actor import get_store
 from hyperseyes_verl.trace.store import StoreConfig
 from hyperseyes_verl.verl import trace_state
 
@@ -32,7 +32,7 @@ class FakeRewardWorker:
         return os.getpid()
 
     async def record(self, worker: int, n: int):
-        from hyperseyes_verl.trace.shared import get_store
+        from hyperseyes_verl.verl.store_actor import get_store
         from hyperseyes_verl.trace.store import StoreConfig
 
         handle = get_store(StoreConfig(actor_name="hyp_test_refs"))  # get-or-create by name, possibly racing
@@ -48,7 +48,7 @@ class ConcurrentWorker:
     async def record_concurrently(self, n: int):
         import asyncio
 
-        from hyperseyes_verl.trace.shared import get_store
+        from hyperseyes_verl.verl.store_actor import get_store
         from hyperseyes_verl.trace.store import StoreConfig
 
         handle = get_store(StoreConfig(actor_name="hyp_batch_refs"))
@@ -62,7 +62,7 @@ def test_concurrent_records_are_coalesced_and_answered_in_order(ray_session):
     # workers for the whole job (a temporary handle lets Ray kill owner and store before the summary below).
     worker = ConcurrentWorker.remote()
     assert ray.get(worker.record_concurrently.remote(50)) == [i % 6 for i in range(50)]
-    assert get_store(StoreConfig(actor_name="hyp_batch_refs")).call("summary")["trace/refs_total"] == 50
+    assert get_store(StoreConfig(actor_name="hyp_batch_refs")).summary()["trace/refs_total"] == 50
 
 
 def test_workers_in_several_processes_share_one_actor(ray_session, tmp_path):
@@ -72,11 +72,11 @@ def test_workers_in_several_processes_share_one_actor(ray_session, tmp_path):
     assert all(remote for remote, _ in results)
     assert all(r == 5 for _, refs in results for r in refs)  # frozen at the dataset reference during the epoch
     handle = get_store(CFG)
-    assert handle.call("summary")["trace/refs_total"] == 20  # one store, not two
-    m = handle.call("end_epoch")
+    assert handle.summary()["trace/refs_total"] == 20  # one store, not two
+    m = handle.end_epoch()
     assert m["trace/observations"] == 40 and m["trace/refs_tightened"] == 20
     for i in range(20):  # worker k saw prompt i with (rounds, searches) = (1 + (i + k) % 4, k)
-        info = handle.call("peek", f"ds/{i}")
+        info = handle.peek(f"ds/{i}")
         assert (info.rounds, info.searches) == min((1 + (i + k) % 4, k) for k in range(2))
 
 
@@ -87,6 +87,6 @@ def test_trace_state_drives_the_actor_and_restores(ray_session, tmp_path):
     ray.get(handle._actor.record.remote("a/1", -1, -1, True, 2, 2))
     m = trace_state.on_epoch_end(trainer_cfg, epoch=0, global_step=4)
     assert m["trace/refs_tightened"] == 1 and os.path.exists(tmp_path / "hyperseyes_refs" / "step_4.npz")
-    handle.call("reset")
+    handle.reset()
     assert trace_state.restore(trainer_cfg, 4)["trace/restored_step"] == 4
-    assert handle.call("peek", "a/1").rounds == 2
+    assert handle.peek("a/1").rounds == 2

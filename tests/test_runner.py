@@ -7,12 +7,12 @@ import math
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.agent.openai_client import EndpointConfig, EndpointError, OpenAIChatClient
 from hyperseyes_verl.agent.runner import CHARS_PER_TOKEN, SamplingParams, run_episode
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
+from hyperseyes_verl.testing.fake_chat_server import EpisodeScript, FakeChatServer, Reply, n_images
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.types import UGSConfig
-from openai_fake_server import EpisodeScript, FakeChatServer, Reply, n_images
+from hyperseyes_verl.utils.openai_chat import EndpointConfig, EndpointError, OpenAIChatClient
 
 SEARCH = ('<reason>find both</reason><tool_call>{"name": "image_search", "arguments": {"image_id": "img_0", '
           '"area": [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]}}</tool_call>'
@@ -138,7 +138,7 @@ async def test_images_and_payloads_are_encoded_off_the_event_loop(monkeypatch):
     both must run in another thread, and the body must say exactly what the messages say."""
     import threading
 
-    import hyperseyes_verl.agent.openai_client as oc
+    import hyperseyes_verl.utils.openai_chat as oc
     import hyperseyes_verl.agent.runner as runner
 
     threads = {"encode": set(), "payload": set()}
@@ -177,7 +177,7 @@ def test_wire_message_json_equals_json_dumps_and_the_image_stays_faithful():
 
     import numpy as np
 
-    from hyperseyes_verl.agent.openai_client import image_data_url, payload_json, wire_message
+    from hyperseyes_verl.utils.openai_chat import image_data_url, payload_json, wire_message
 
     yy, xx = np.mgrid[0:300, 0:400]
     px = np.stack([xx * 255 // 400, yy * 255 // 300, (xx + yy) % 256], -1).astype(np.uint8)

@@ -9,6 +9,7 @@ from hyperseyes_verl.search.cache import CachedBackend
 from hyperseyes_verl.search.composite import CompositeBackend
 from hyperseyes_verl.search.config import (
     EmbeddedConfig,
+    HttpConfig,
     SearchConfigError,
     SearchR1Config,
     parse_backend_config,
@@ -52,7 +53,7 @@ def test_configs_are_frozen_and_defaults_are_official():
     assert isinstance(cfg, EmbeddedConfig) and cfg.min_score == 0.6
     with pytest.raises(Exception):
         cfg.min_score = 0.1  # type: ignore[misc]
-    assert SearchR1Config().http.max_retries == 3
+    assert SearchR1Config().http.max_attempts == 4 == HttpConfig(max_retries=3).max_attempts  # old key still loads
 
 
 async def test_memory_backend_with_cache_and_composite(tmp_path):

@@ -1,5 +1,5 @@
-"""Web backends against real local HTTP servers (tests/search_fake_servers.py): results, retries,
-typed failures and their counters, the concurrency cap, the token bucket and image upload."""
+"""Web backends against real local HTTP servers (hyperseyes_verl/testing/fake_search_server.py): results,
+retries, typed failures and their counters, the concurrency cap, the token bucket and image upload."""
 from __future__ import annotations
 
 import asyncio
@@ -8,14 +8,14 @@ import pytest
 from PIL import Image
 
 from hyperseyes_verl.search.base import FailureKind, SearchFailure
-from hyperseyes_verl.search.config import SearchConfigError
 from hyperseyes_verl.search.base import backend_metrics
+from hyperseyes_verl.search.config import SearchConfigError
 from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.search.http_client import TokenBucket
+from hyperseyes_verl.testing.fake_search_server import API_KEY, FaultState, fault_app
 from hyperseyes_verl.testing.local_server import LocalServer, closed_port_url
-from search_fake_servers import API_KEY, FaultState, fault_app
 
-FAST = {"timeout_s": 0.3, "total_timeout_s": 1.5, "max_retries": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+FAST = {"timeout_s": 0.3, "total_timeout_s": 1.5, "max_attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ async def test_faults_become_typed_counted_failures(serper_cfg, server, query, k
     m = backend_metrics(backend)
     assert m[f"search/serper/{kind.value}"] == 1 and m.get("search/serper/ok", 0) == 0
     retried = kind in (FailureKind.HTTP_STATUS, FailureKind.RATE_LIMITED, FailureKind.TIMEOUT)
-    assert server.state.calls[("/search", query)] - before == (3 if retried else 1)  # 1 + max_retries=2
+    assert server.state.calls[("/search", query)] - before == (3 if retried else 1)  # max_attempts=3
     await backend.aclose()
 
 
@@ -94,7 +94,7 @@ async def test_connection_refused_is_retried_then_refused():
 
 async def test_total_timeout_bounds_retries_of_slow_server(server):
     cfg = {"type": "search_r1", "url": server.url,
-           "http": {**FAST, "timeout_s": 0.2, "total_timeout_s": 0.5, "max_retries": 10}}
+           "http": {**FAST, "timeout_s": 0.2, "total_timeout_s": 0.5, "max_attempts": 11}}
     backend = build_backend(cfg)
     with pytest.raises(SearchFailure) as e:
         await backend.text_search("slow retrieve", 3)

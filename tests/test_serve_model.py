@@ -9,7 +9,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient, image_data_url, payload_json
 from hyperseyes_verl.agent.runner import SamplingParams, run_episode
 from hyperseyes_verl.hf.chat_server import ChatModel, create_app
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
@@ -17,6 +16,7 @@ from hyperseyes_verl.testing.local_server import LocalServer
 from hyperseyes_verl.ugs.conversation import chat_tools
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.types import UGSConfig
+from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient, image_data_url, payload_json
 
 pytestmark = pytest.mark.slow  # serves a tiny checkpoint
 

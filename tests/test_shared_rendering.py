@@ -16,13 +16,13 @@ pytestmark = pytest.mark.verl
 from omegaconf import OmegaConf  # noqa: E402
 from test_verl_agent_loop import SAMPLING, _compose, _tok_proc, make_loop, server_for  # noqa: E402
 
-from hyperseyes_verl.agent.openai_client import ChatReply  # noqa: E402
 from hyperseyes_verl.agent.runner import run_episode  # noqa: E402
 from hyperseyes_verl.data.parquet import png_bytes, rl_row, sft_row, write_parquet  # noqa: E402
 from hyperseyes_verl.search.base import Hit, InMemoryBackend  # noqa: E402
 from hyperseyes_verl.ugs.environment import SearchEnvironment  # noqa: E402
 from hyperseyes_verl.ugs.types import UGSConfig  # noqa: E402
 from hyperseyes_verl.utils.images import open_image  # noqa: E402
+from hyperseyes_verl.utils.openai_chat import ChatReply  # noqa: E402
 from hyperseyes_verl.verl import agent_loop as hal  # noqa: E402
 
 QUESTION = "Which of the two towers is taller?"

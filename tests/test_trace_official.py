@@ -76,7 +76,7 @@ def test_the_official_exceptions_to_fewer_rounds_scores_higher():
 
 
 def test_lengths_must_match_and_ranges_are_validated():
-    with pytest.raises(ValueError, match="searches has 1 entries but acc has 2"):
+    with pytest.raises(ValueError, match="official_group_scores: searches has 1 entries for 2 rollouts"):
         official_group_scores([1, 1], [1, 1], [1, 1], [1], [1, 1], [1, 1])
     with pytest.raises(ValueError, match="bad_range"):
         OfficialTraceConfig(bad_range=(-0.1, 0.1))

@@ -6,6 +6,7 @@ import pytest
 from hyperseyes_verl.trace.config import TraceConfig, trace_config_from_mapping
 from hyperseyes_verl.trace.counts import rollout_counts
 from hyperseyes_verl.trace.metrics import trace_metrics
+from hyperseyes_verl.contracts import GROUP_RULE_KEYS
 from hyperseyes_verl.trace.official import OfficialScore, official_group_scores
 from hyperseyes_verl.trace.scorer import EXTRA_KEYS, RolloutInput, TraceScorer
 from hyperseyes_verl.trace.shared import StoreHandle
@@ -142,8 +143,7 @@ async def test_trace_metrics_from_extra_info_and_official_scores():
     assert m["trace/rounds_mean"] == pytest.approx(7 / 4)  # 2 + 1 + 2 + 2 (no-answer/wrong rows keep 2 rounds)
     assert m["trace/searches_per_round"] == pytest.approx((6 + 1 + 5 + 5) / 7)
     assert m["trace/batch_ref_mean"] == 3.0 and m["trace/bonus_mean"] == 0.0
-    scores = official_group_scores(*(list(col) for col in zip(*[
-        (i["acc"], i["answered"], i["tool_rounds"], i["searches"], i["ref_rounds"], i["ref_searches"]) for i in infos])))
+    scores = official_group_scores(**{k: [i[k] for i in infos] for k in GROUP_RULE_KEYS})
     m2 = trace_metrics(infos, scores)
     # ref (3,6): (2,6) good, (1,1) good -> keys (1,1)->0.2, (2,6)->0.05; wrong tc 2 < 3 -> -0.1
     assert m2["trace/bonus_max"] == 0.2 and m2["trace/bonus_min"] == -0.1 and m2["trace/frac_good"] == 0.5

@@ -6,7 +6,7 @@ import logging
 import pytest
 from omegaconf import OmegaConf
 
-from hyperseyes_verl.trace.shared import drop_local_store, get_store
+from hyperseyes_verl.trace.shared import drop_local_store, local_store
 from hyperseyes_verl.trace.store import StoreConfig
 from hyperseyes_verl.verl import trace_state
 
@@ -32,31 +32,31 @@ def test_config_section_and_defaults(trainer_cfg):
 
 
 def test_epoch_end_tightens_adapts_lambda_saves_and_is_idempotent(trainer_cfg):
-    store = get_store(StoreConfig(use_ray=False))
-    store.call("record", "d/0", 1, 1, True, 3, 3)  # correct with 3 rounds vs reference 1 -> λ grows
-    store.call("record", "d/1", -1, -1, True, 2, 4)
+    store = local_store(StoreConfig(use_ray=False))
+    store.record("d/0", 1, 1, True, 3, 3)  # correct with 3 rounds vs reference 1 -> λ grows
+    store.record("d/1", -1, -1, True, 2, 4)
     m = trace_state.on_epoch_end(trainer_cfg, epoch=0, global_step=10)
     assert m["trace/refs_tightened"] == 1 and m["trace/lambda"] == pytest.approx(0.04)
     assert m["trace/snapshot_saved"] == 1.0
     again = trace_state.on_epoch_end(trainer_cfg, epoch=0, global_step=10)
     assert again["trace/refs_tightened"] == 0 and again["trace/epoch"] == 1  # same epoch twice: no-op
-    store.call("record", "d/1", -1, -1, True, 1, 1)
+    store.record("d/1", -1, -1, True, 1, 1)
     m2 = trace_state.on_epoch_end(trainer_cfg, epoch=1)  # no global step: tightened, not saved
-    assert m2["trace/snapshot_saved"] == 0.0 and store.call("peek", "d/1").rounds == 1
+    assert m2["trace/snapshot_saved"] == 0.0 and store.peek("d/1").rounds == 1
 
 
 def test_restore_at_the_right_step_and_fresh_start(trainer_cfg):
-    store = get_store(StoreConfig(use_ray=False))
-    store.call("record", "d/0", -1, -1, True, 3, 3)
+    store = local_store(StoreConfig(use_ray=False))
+    store.record("d/0", -1, -1, True, 3, 3)
     trace_state.on_epoch_end(trainer_cfg, epoch=0, global_step=10)
-    store.call("record", "d/0", -1, -1, True, 1, 1)
+    store.record("d/0", -1, -1, True, 1, 1)
     trace_state.on_epoch_end(trainer_cfg, epoch=1, global_step=20)
     assert trace_state.save(trainer_cfg, 25).endswith("step_25.npz")
 
     m = trace_state.restore(trainer_cfg, 15)  # resume from the step-15 checkpoint -> snapshot of step 10
-    assert m["trace/restored_step"] == 10 and store.call("peek", "d/0").rounds == 3 and m["trace/epoch"] == 1
+    assert m["trace/restored_step"] == 10 and store.peek("d/0").rounds == 3 and m["trace/epoch"] == 1
     assert trace_state.restore(trainer_cfg, 0)["trace/restored_step"] == -1  # fresh run: empty
-    assert store.call("peek", "d/0") is None
+    assert store.peek("d/0") is None
 
 
 def test_official_mode_warns_once_when_another_trainer_runs(monkeypatch, caplog):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from hyperseyes_verl.cli import main
-from openai_fake_server import FakeChatServer, Reply, first_user_text, n_assistant
+from hyperseyes_verl.testing.fake_chat_server import FakeChatServer, Reply, first_user_text, n_assistant
 
 CROP_CALL = {"id": "call_0", "type": "function", "function": {
     "name": "image_search", "arguments": json.dumps({"image_id": "img_0", "area": [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]})}}
@@ -178,7 +178,7 @@ def test_scripted_baselines_refuse_a_bad_name_and_run_on_a_user_gallery(tmp_path
 
 
 def test_malformed_structured_arguments_become_a_counted_tool_error():
-    from hyperseyes_verl.agent.openai_client import tool_calls_text
+    from hyperseyes_verl.utils.openai_chat import tool_calls_text
     from hyperseyes_verl.ugs.parser import parse_turn
 
     good = tool_calls_text([CROP_CALL, {"type": "function", "function": {"name": "text_search",

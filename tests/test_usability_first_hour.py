@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from openai_fake_server import FakeChatServer, Reply
+from hyperseyes_verl.testing.fake_chat_server import FakeChatServer, Reply
 from test_usability_data import user_gallery
 
 pytestmark = pytest.mark.slow  # runs the README block end to end

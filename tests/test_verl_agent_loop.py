@@ -25,6 +25,7 @@ from verl.utils.tokenizer.tokenizer import hf_processor, hf_tokenizer  # noqa: E
 
 from hyperseyes_verl.search.base import FailureKind, Hit, InMemoryBackend  # noqa: E402
 from hyperseyes_verl.testing.fake_server import FakeServerManager  # noqa: E402
+from hyperseyes_verl.ugs.types import MAX_TOKENS_PER_TURN  # noqa: E402
 from hyperseyes_verl.verl import agent_loop as hal  # noqa: E402
 from hyperseyes_verl.verl import image_pads  # noqa: E402
 from hyperseyes_verl.verl.dataset import HyperEyesDataset  # noqa: E402
@@ -200,8 +201,10 @@ async def test_parallel_calls_with_crops_then_answer(tiny_vl_dir, backend):
     assert [c.request_id for c in server.calls] == [server.calls[0].request_id] * 2
     assert [c.n_images for c in server.calls] == [1, 4]
     assert server.calls[1].n_image_pad == expected_pads(processor, images)
-    assert server.calls[0].max_tokens == 2048 and server.calls[1].max_tokens == 2048 - len(ids[0]) - (
-        len(out.response_ids) - len(ids[0]) - len(ids[1]))
+    room = 2048 - len(ids[0]) - (len(out.response_ids) - len(ids[0]) - len(ids[1]))  # after turn 1 + observation
+    # each turn: the tokens left, capped at the default per-turn cap (the release's 1524)
+    assert server.calls[0].max_tokens == MAX_TOKENS_PER_TURN < 2048
+    assert server.calls[1].max_tokens == min(room, MAX_TOKENS_PER_TURN)
 
     # schemas are rendered with their array items; the HyperEyes system prompt was added
     prompt_text = tokenizer.decode(out.prompt_ids)

@@ -132,7 +132,7 @@ async def test_paper_mode_from_plus_overrides_and_validation_rows(tiny_qwen25_di
     val = await worker.compute_score(_row(worker.input_tokenizer, "<answer>Paris</answer>", fields, 8, split="val"))
     assert val["reward_extra_info"]["prompt_key"] == "mmsearch/7#val"
     store = manager.scorer.store
-    assert store.call("peek", "mmsearch/7#val") is None and store.call("peek", "mmsearch/7").rounds == 3
+    assert store.peek("mmsearch/7#val") is None and store.peek("mmsearch/7").rounds == 3
     # batch path: verl's compute_score_batch splits rows and runs them concurrently
     from verl import DataProto
 

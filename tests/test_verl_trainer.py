@@ -57,15 +57,13 @@ def test_session_layout_uses_final_output_of_each_session():
 
 
 def test_trace_official_then_grpo_then_opd_together():
-    from hyperseyes_verl.trace.official import official_group_scores
-
     # official scores for this group by the released rule: row0 good (tc 1 <= 2, total 2 <= 4) -> 1 + 0.20;
     # row1 bad (tc 3 > 2), single bad key -> 1 - 0.02; row2 wrong, tc 2 within [2, 3] -> 0; row3 no answer -0.5
     expected = [1.2, 0.98, 0.0, -0.5]
     teacher = torch.full((4, 4), -3.0)  # logp_s - logp_T = -1 - (-3) = 2 on every token
     res = assemble_advantages(batch([1.0, 1.0, 0.0, -0.5]), KEYS, INFOS, adv_estimator="grpo",
                               verl_advantage_fn=grpo(KEYS), trace_mode="official",
-                              group_scores_fn=official_group_scores, opd_cfg=OPDConfig(beta=0.05),
+                              opd_cfg=OPDConfig(beta=0.05),
                               distillation_enabled=True, teacher_logp_BT=teacher,
                               teacher_valid_B=torch.tensor([True, True, True, False]))
     assert torch.allclose(res.token_level_rewards_BT.sum(-1), torch.tensor(expected))
@@ -85,11 +83,9 @@ def test_trace_official_then_grpo_then_opd_together():
 
 
 def test_hdpo_with_trace_official_and_opd():
-    from hyperseyes_verl.trace.official import official_group_scores
-
     cfg = HDPOConfig(combine="two_surrogate", w_tool=0.15)
     res = assemble_advantages(batch([1.0, 1.0, 0.0, -0.5]), KEYS, INFOS, adv_estimator="hdpo",
-                              verl_advantage_fn=None, trace_mode="official", group_scores_fn=official_group_scores,
+                              verl_advantage_fn=None, trace_mode="official",
                               hdpo_cfg=cfg, opd_cfg=OPDConfig(beta=0.05), distillation_enabled=True,
                               teacher_logp_BT=torch.full((4, 4), -1.5), teacher_valid_B=torch.ones(4, dtype=torch.bool))
     # HDPO on components: R_acc = 0.9*acc + 0.1*fmt = [1, 1, .1, 0]; mean .525; unbiased std
@@ -188,10 +184,15 @@ def test_init_sets_sync_mode_and_restores_trace(monkeypatch):
     monkeypatch.setattr(PPOTrainer, "__init__", lambda self, config: (setattr(self, "config", config),
                                                                     seen.setdefault("mode", config.trainer.v1.trainer_mode)))
     cfg = OmegaConf.create({"trainer": {"v1": {"trainer_mode": "hyperseyes_sync"}},
-                            "hyperseyes": {"opd": {"beta": 0.1}, "hdpo": {"w_tool": 0.3}},
+                            "hyperseyes": {"opd": {"beta": 0.1}, "hdpo": {"w_tool": 0.3},
+                                           "trace": {"official": {"wrong_penalty": -0.3}}},
                             "algorithm": {"adv_estimator": "grpo"}})
     t = HyperEyesTrainer(cfg)
     assert seen["mode"] == "sync" and t.opd_config.beta == 0.1 and t.hdpo_config.w_tool == 0.3
+    # the group bonus gets the configured rule (it once ran on the defaults whatever the config said)
+    settings = t._advantage_settings()
+    assert settings["official_cfg"].wrong_penalty == -0.3 and settings["trace_mode"] == "official"
+    assert settings["hdpo_cfg"] is t.hdpo_config and settings["opd_cfg"] is t.opd_config
     # it records itself, so the reward manager (built later from this config) knows TRACE official has its trainer
     assert trace_state.selected_trainer(cfg) == TRAINER_NAME == trace_state.HYPERSEYES_TRAINER
     monkeypatch.setattr(trace_state, "_warned_official_without_trainer", False)
@@ -238,14 +239,13 @@ def test_opd_mode_follows_the_distillation_loss_mode_and_contradictions_are_refu
     [{"reward_extra_info": {"acc": 1.0, "score": 1.0, "pred": "x"}}] * 4,  # verl's naive manager with its score dict
 ])
 def test_official_mode_with_another_reward_manager_says_what_to_configure(extra_fields):
-    from hyperseyes_verl.trace.official import official_group_scores
     from hyperseyes_verl.verl.advantage_step import unwrap_infos
 
     infos = unwrap_infos(extra_fields)
     with pytest.raises(ValueError, match=r"TRACE official mode.*reward_extra_info\['(acc|answered)'\].*"
                                          r"reward_manager.name=TraceRewardManager.*trace.mode=paper"):
         assemble_advantages(batch([1.0] * 4), KEYS, infos, adv_estimator="grpo", verl_advantage_fn=grpo(KEYS),
-                            trace_mode="official", group_scores_fn=official_group_scores)
+                            trace_mode="official")
     # paper mode leaves the reward to that manager: verl's GRPO runs unchanged
     res = assemble_advantages(batch([1.0, 0.0, 1.0, 0.0]), KEYS, infos, adv_estimator="grpo",
                               verl_advantage_fn=grpo(KEYS), trace_mode="paper")

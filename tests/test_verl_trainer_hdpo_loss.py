@@ -3,6 +3,7 @@ called the way verl's engine calls the actor loss. Checked against w_acc*L(A_acc
 here by hand (vanilla dual-clip PPO surrogate, token-mean), with ratios outside the clip range on both sides."""
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
@@ -93,6 +94,28 @@ def test_two_surrogates_equal_metis_weighted_sum():
     assert abs(tool_only.item()) > 1e-3  # the tool term really contributes
     ratio = torch.exp(new - old)[mask.bool()]
     assert (ratio > 1.2).any() and (ratio < 0.8).any()  # clipping exercised on both sides
+
+
+@pytest.mark.parametrize("ratio, two, one", [
+    (1.1, -0.77, -0.77),  # inside the clip range the surrogate is linear in A: both forms agree
+    # ratio 2: A_acc = 1 > 0 clips at 1.2, A_tool = -2 < 0 does not (dual clip at 3 is not reached):
+    # two = -1.2*1 + 0.15*(2*2) = -0.6; sum: A = 1 - 0.3 = 0.7 > 0 clips: -1.2*0.7 = -0.84
+    (2.0, -0.6, -0.84),
+])
+def test_combine_forms_agree_inside_clip_and_differ_outside(ratio, two, one):
+    """Why `combine` is a choice: `sum` (verl's loss on A = w_acc*A_acc + w_tool*A_tool) departs from Metis'
+    two surrogates when clipping is active and the advantages disagree in sign."""
+    from verl.workers.utils.losses import ppo_loss
+
+    mask = columns()[0]
+    old = torch.zeros(mask.shape)
+    new = torch.full(mask.shape, float(np.log(ratio)))
+    a_acc, a_tool = 1.0 * mask, -2.0 * mask
+    td, mo = micro_batch(mask, old, new, W_ACC * a_acc, a_tool)
+    two_loss, _ = two_surrogate()(model_output=mo, data=td)
+    td, mo = micro_batch(mask, old, new, W_ACC * a_acc + W_TOOL * a_tool, a_tool)
+    sum_loss, _ = partial(ppo_loss, config=actor_config())(model_output=mo, data=td)
+    assert (two_loss.item(), sum_loss.item()) == pytest.approx((two, one), abs=1e-5)
 
 
 def test_entropy_counted_once_and_tool_column_required():

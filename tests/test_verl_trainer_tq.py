@@ -66,10 +66,11 @@ def test_compute_advantage_on_transfer_queue(tq_session):
     from hyperseyes_verl.hdpo import HDPOConfig
     from hyperseyes_verl.opd import OPDConfig
 
-    from hyperseyes_verl.verl.trace_state import trace_config_from_trainer
+    from hyperseyes_verl.verl.config_reader import hyperseyes_config
 
     t.opd_config, t.hdpo_config = OPDConfig(beta=0.05), HDPOConfig()
-    t.trace_mode = trace_config_from_trainer(tq_session).mode  # what __init__ sets
+    t.trace_config = hyperseyes_config(tq_session).trace  # what __init__ sets
+    t.trace_mode = t.trace_config.mode
     metrics = {}
     meta = t._compute_advantage(KVBatchMeta(partition_id="train", keys=keys, tags=[{}] * 4), metrics)
     assert {"advantages", "returns", "opd_mask", "token_level_rewards"} <= set(meta.fields)

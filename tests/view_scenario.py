@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from hyperseyes_verl.agent.openai_client import ChatReply
 from hyperseyes_verl.search.base import FailureKind, Hit, InMemoryBackend
+from hyperseyes_verl.testing.fake_chat_server import EpisodeScript, ScriptedChatClient
 
 RED, BLUE = (200, 0, 0), (0, 0, 200)
 XSS_QUERY = "<script>window.__xss=1</script> height"
@@ -50,20 +50,9 @@ def backend() -> InMemoryBackend:
                                  else "Beta Spire", "a spire", "https://example.org/spire", 1.0)])
 
 
-class ScriptedClient:
-    """Chat client for `run_episode`: replies with the next scripted turn of the question in the user turn."""
-
-    def __init__(self, scripts: dict[str, list[str]] = SCRIPTS):
-        self.scripts = scripts
-
-    async def chat(self, model, messages, **params) -> ChatReply:
-        user = json.dumps(messages[1]["content"])
-        question = next(q for q in self.scripts if q in user)
-        turn = sum(m["role"] == "assistant" for m in messages)
-        return ChatReply(text=self.scripts[question][turn], finish_reason="stop", completion_tokens=17)
-
-    async def aclose(self) -> None:
-        pass
+def scripted_client() -> ScriptedChatClient:
+    """Chat client for `run_episode`: the next scripted turn of the question in the user turn."""
+    return ScriptedChatClient(EpisodeScript({q: [turns] for q, turns in SCRIPTS.items()}))
 
 
 async def write_eval_run(root: Path) -> tuple[Path, Path]:
@@ -73,7 +62,7 @@ async def write_eval_run(root: Path) -> tuple[Path, Path]:
 
     items_path = make_items(root / "data")
     out = root / "run"
-    await evaluate(load_benchmark(items_path, name="demo"), ScriptedClient(), backend(), out,
+    await evaluate(load_benchmark(items_path, name="demo"), scripted_client(), backend(), out,
                    EvalConfig(model="scripted", keep_trajectories=True, progress=False),
                    run_info={"data": str(items_path)})
     return out, items_path
@@ -86,7 +75,7 @@ async def write_prs(root: Path) -> tuple[Path, Path]:
 
     items_path = make_items(root / "data")
     out = root / "prs"
-    await run_prs(read_items(items_path), backend(), ScriptedClient(), PRSConfig(model="teacher", max_rounds=3), out,
+    await run_prs(read_items(items_path), backend(), scripted_client(), PRSConfig(model="teacher", max_rounds=3), out,
                   progress=False)
     return out, items_path
 

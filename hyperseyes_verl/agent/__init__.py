@@ -1,2 +1,2 @@
-"""Driving a served model through the search environment: OpenAI-compatible client + episode runner
-(shared by Progressive Rejection Sampling and evaluation)."""
+"""Driving a served model through the search environment: the episode runner shared by Progressive Rejection
+Sampling and evaluation (the HTTP client it talks through is `hyperseyes_verl.utils.openai_chat`)."""

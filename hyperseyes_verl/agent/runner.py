@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hyperseyes_verl.ugs.conversation import chat_tools, observation_message
 from hyperseyes_verl.ugs.schema import system_prompt, user_prompt
-
-from .openai_client import EndpointError, encoder_pool, image_data_url, wire_message
+from hyperseyes_verl.ugs.types import MAX_TOKENS_PER_TURN
+from hyperseyes_verl.utils.openai_chat import EndpointError, encoder_pool, image_data_url, wire_message
 
 CHARS_PER_TOKEN = 4.0  # fallback when `usage` is missing: the usual ~4 characters per BPE token of English
 
@@ -41,7 +41,7 @@ class SamplingParams(BaseModel):
 
     temperature: float = Field(0.0, ge=0, description="0 = greedy (PRS teacher / eval); the RL recipe uses 0.8")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
-    max_tokens: int = Field(1524, ge=1, description="per assistant turn (official RL response cap)")
+    max_tokens: int = Field(MAX_TOKENS_PER_TURN, ge=1, description="per assistant turn (official RL response cap)")
     seed: int | None = Field(None, description="passed through where the endpoint supports it")
     stop: list[str] | None = Field(None, description="extra stop strings")
 

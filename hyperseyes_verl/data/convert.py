@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ class ConvertConfig(BaseModel):
     image_col: str | None = Field("image", description="column with image(s); None for text-only benchmarks")
     answer_col: str = Field("answer", description="column with the answer (str or list of accepted strings)")
     data_source: str = Field("benchmark", description="data_source of every row (the reward's prompt key prefix)")
-    split: str = Field("test", description="train | val | test")
+    split: Literal["train", "val", "test"] = Field("test", description="split of every row")
     system: str | None = Field(None, description="system prompt to prepend; None = user turn only")
 
 

@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 
 
+CONVERT_FIELDS = ("question_col", "image_col", "answer_col", "split")  # ConvertConfig fields (type, default)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..utils.cli import add_model_options
+    from .convert import ConvertConfig
+
     p.add_argument("kind", choices=("rl", "sft", "convert"), help="what to write")
     p.add_argument("--out", required=True, help="output parquet (rl: the train split)")
     p.add_argument("--items", help="rl: items JSONL from `hyperseyes synth`")
@@ -26,10 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rl: user turn only (when the agent loop adds its own system prompt)")
     p.add_argument("--data-source", default=None, help="data_source column (default hyperseyes/synth | benchmark)")
     p.add_argument("--input", help="convert: benchmark parquet")
-    p.add_argument("--question-col", default="question")
-    p.add_argument("--image-col", default="image", help="convert: image column ('' for text-only)")
-    p.add_argument("--answer-col", default="answer")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="convert: split of every row")
+    add_model_options(p, ConvertConfig, CONVERT_FIELDS, helps={
+        "question_col": "convert: column with the question text",
+        "image_col": "convert: image column ('' for text-only)",
+        "answer_col": "convert: column with the answer (str or list of accepted strings)",
+        "split": "convert: split of every row"})
 
 
 def _prs_results(folder: str, items: list | None = None) -> dict:
@@ -87,12 +94,13 @@ def _run(args: argparse.Namespace) -> int:
         write_parquet(rows, args.out)
         counts["conversations"] = len(rows)
     else:
+        from ..utils.cli import model_kwargs
         from .convert import ConvertConfig, convert_benchmark
 
         if not args.input:
             raise SystemExit("to-parquet convert needs --input (a benchmark parquet)")
-        cfg = ConvertConfig(question_col=args.question_col, image_col=args.image_col or None,
-                            answer_col=args.answer_col, data_source=source, split=args.split)
+        fields = {**model_kwargs(args, ConvertConfig, CONVERT_FIELDS), "image_col": args.image_col or None}
+        cfg = ConvertConfig(**fields, data_source=source)
         rows = convert_benchmark(args.input, cfg)
         write_parquet(rows, args.out)
         counts["rows"] = len(rows)

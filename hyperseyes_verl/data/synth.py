@@ -148,7 +148,7 @@ async def rewrite_and_filter(items: list[dict[str, Any]], root: str | Path, clie
 
     Returns (kept items, counts). `judge(prediction, answers) -> bool` decides the no-tool check.
     """
-    from ..agent.openai_client import EndpointError
+    from ..utils.openai_chat import EndpointError
     from .prs import is_correct
 
     judge = judge or is_correct

@@ -13,20 +13,25 @@ from collections import Counter
 from pathlib import Path
 
 
+# options that are SynthConfig fields (name, type, default, help from the field)
+SYNTH_FIELDS = ("n_visual", "n_textual", "seed", "max_entities")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..utils.cli import add_model_options
+    from ..utils.openai_chat import EndpointConfig
+    from .synth import SynthConfig
+
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n-visual", type=int, default=40, help="visual multi-entity items")
-    p.add_argument("--n-textual", type=int, default=20, help="textual multi-constraint items")
-    p.add_argument("--seed", type=int, default=0)
+    add_model_options(p, SynthConfig, SYNTH_FIELDS)
     p.add_argument("--per-class", type=int, default=12, help="demo gallery: entities per class")
-    p.add_argument("--max-entities", type=int, default=6, help="entities per mosaic, at most (2-9)")
     p.add_argument("--gallery", help="your own image folder (with --facts); default: the embedded demo gallery")
     p.add_argument("--facts", help="facts JSONL for --gallery (format: hyperseyes_verl/data/gallery.py)")
     p.add_argument("--schema", help="with --facts: JSON/YAML saying per class which facts are quantities (summed), "
                    "numbers (compared only), categories or text; without it numbers are never summed")
     p.add_argument("--endpoint", help="OpenAI-compatible base URL for LLM rewriting and the needs-search filter")
     p.add_argument("--model", help="model name at --endpoint")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    add_model_options(p, EndpointConfig, ["api_key_env"])
     p.add_argument("--no-rewrite", action="store_true", help="with --endpoint: only filter, keep templates")
     p.add_argument("--no-filter", action="store_true", help="with --endpoint: only rewrite, keep every item")
 
@@ -34,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from ..utils.cli import model_kwargs
     from .gallery import build_demo_gallery, load_user_gallery, write_gallery
     from .synth import SynthConfig, rewrite_and_filter, synthesize, write_items
 
@@ -45,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--endpoint needs --model (the model name served there)")
     out = Path(args.out)
     try:  # everything here fails on the user's files or numbers: one line, never a traceback
-        cfg = SynthConfig(n_visual=args.n_visual, n_textual=args.n_textual, seed=args.seed,
-                          max_entities=args.max_entities)
+        cfg = SynthConfig(**model_kwargs(args, SynthConfig, SYNTH_FIELDS))
         out.mkdir(parents=True, exist_ok=True)
         gallery = (load_user_gallery(args.gallery, args.facts, args.schema) if args.gallery
                    else build_demo_gallery(out, per_class=args.per_class, seed=args.seed))
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     counts: dict[str, int] = {}
     if args.endpoint:
-        from ..agent.openai_client import EndpointConfig, OpenAIChatClient
+        from ..utils.openai_chat import EndpointConfig, OpenAIChatClient
 
         async def llm_pass():
             async with OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env)) as c:

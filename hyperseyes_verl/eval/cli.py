@@ -21,22 +21,32 @@ from pathlib import Path
 from hyperseyes_verl.eval import report as report_cmd
 
 
+# options that are fields of the configs an eval run builds (name, type, default, help from the field)
+SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens")
+ENDPOINT_FIELDS = ("api_key_env", "timeout_s", "max_attempts")
+ENDPOINT_FLAGS = {"timeout_s": "timeout"}
+UGS_FIELDS = ("max_tool_rounds", "max_turns")
+UGS_FLAGS = {"max_tool_rounds": "max-rounds"}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from hyperseyes_verl.agent.runner import SamplingParams
+    from hyperseyes_verl.eval.evaluate import EvalConfig
+    from hyperseyes_verl.ugs.types import UGSConfig
+    from hyperseyes_verl.utils.cli import add_model_options
+    from hyperseyes_verl.utils.openai_chat import EndpointConfig
+
     sub = p.add_subparsers(dest="eval_command")  # optional: plain `hyperseyes eval …` evaluates
     report_cmd.add_arguments(sub.add_parser("report", help="markdown/JSON report + Pareto plot over run folders"))
     g = p.add_argument_group("model")
     g.add_argument("--endpoint", help="OpenAI-compatible base URL (…/v1), or 'scripted' for a scripted strategy")
-    g.add_argument("--model", help="model name served at --endpoint")
-    g.add_argument("--name", help="display name of this run in reports (default: --model)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds per model request")
-    g.add_argument("--max-attempts", type=int, default=4, help="tries per request (timeouts, 5xx, 429)")
-    g.add_argument("--temperature", type=float, default=0.0)
-    g.add_argument("--wire", choices=("openai", "chat_template"), default="openai",
-                   help="chat_template: observations as tool messages + tool schemas, the RL stage's text (needs a "
-                        "server that renders the model's chat template, e.g. hyperseyes serve-model)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--max-tokens", type=int, default=1524, help="per assistant turn")
+    # not required here: `hyperseyes eval report` needs none of them (run() says which are missing)
+    add_model_options(g, EvalConfig, ["model", "name"], defaults={"model": None}, helps={
+        "model": "model name served at --endpoint", "name": "display name of this run in reports (default: --model)"})
+    add_model_options(g, EndpointConfig, ENDPOINT_FIELDS, flags=ENDPOINT_FLAGS,
+                      helps={"timeout_s": "seconds per model request"})
+    add_model_options(g, EvalConfig, ["wire"])
+    add_model_options(g, SamplingParams, SAMPLING_FIELDS)
     d = p.add_argument_group("data")
     d.add_argument("--data", help="benchmark file (.parquet/.jsonl/.json) or folder holding one")
     d.add_argument("--format", help="force a shape: synth, rl, imeb, mmsearch, mmsearch_plus, fvqa, livevqa, "
@@ -50,9 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--backend-config", help="YAML file with a search backend config (see search/config.py)")
     r = p.add_argument_group("run")
     r.add_argument("--out", help="run folder: results.jsonl (resumable), run.json, report.md, pareto.png")
-    r.add_argument("--concurrency", type=int, default=4, help="episodes in flight")
-    r.add_argument("--max-rounds", type=int, default=8, help="tool rounds per episode (training budget: 8)")
-    r.add_argument("--max-turns", type=int, help="assistant turns per episode (default: max-rounds + 1)")
+    add_model_options(r, EvalConfig, ["concurrency"])
+    add_model_options(r, UGSConfig, UGS_FIELDS, flags=UGS_FLAGS, defaults={"max_turns": None},
+                      helps={"max_turns": "assistant turns per episode (default: max-rounds + 1)"})
     r.add_argument("--max-new", type=int, help="stop after this many new items (rerun to continue)")
     r.add_argument("--restart", action="store_true", help="--out holds another run's results: move them aside "
                    "and start over (default: refuse)")
@@ -60,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--judge", choices=["rule", "llm"], default="rule", help="rule: offline; llm: needs --judge-endpoint")
     r.add_argument("--judge-endpoint", help="OpenAI-compatible base URL of the LLM judge")
     r.add_argument("--judge-model", default="judge")
-    r.add_argument("--keep-trajectories", action="store_true", help="store text trajectories in results.jsonl")
+    add_model_options(r, EvalConfig, ["keep_trajectories"])
     r.add_argument("--no-progress", action="store_true")
 
 
@@ -86,6 +96,7 @@ def build_config(args):
     from hyperseyes_verl.judge.judge import JudgeConfig
     from hyperseyes_verl.judge.llm import LLMJudgeConfig
     from hyperseyes_verl.ugs.types import UGSConfig
+    from hyperseyes_verl.utils.cli import model_kwargs
 
     judge = JudgeConfig()
     if args.judge == "llm":
@@ -93,11 +104,9 @@ def build_config(args):
             raise SystemExit("--judge llm needs --judge-endpoint URL (and --judge-model)")
         judge = JudgeConfig(kind="llm", llm=LLMJudgeConfig(base_url=args.judge_endpoint, model=args.judge_model))
     ugs = UGSConfig(max_tool_rounds=args.max_rounds, max_turns=args.max_turns or args.max_rounds + 1)
-    return EvalConfig(model=args.model, name=args.name, concurrency=args.concurrency, ugs=ugs,
-                      sampling=SamplingParams(temperature=args.temperature, top_p=args.top_p,
-                                              max_tokens=args.max_tokens),
-                      judge=judge, keep_trajectories=args.keep_trajectories, progress=not args.no_progress,
-                      wire=args.wire)
+    return EvalConfig(**model_kwargs(args, EvalConfig, ["model", "name", "concurrency", "keep_trajectories", "wire"]),
+                      ugs=ugs, sampling=SamplingParams(**model_kwargs(args, SamplingParams, SAMPLING_FIELDS)),
+                      judge=judge, progress=not args.no_progress)
 
 
 def one_line(e: Exception) -> str:
@@ -148,13 +157,14 @@ def fingerprint_extra(args) -> dict:
 
 
 async def _run_eval(args, items, backend, cfg, scripted) -> list:
-    from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
-    from hyperseyes_verl.agent.preflight import preflight
+    from hyperseyes_verl.utils.cli import model_kwargs
+    from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
+    from hyperseyes_verl.utils.openai_preflight import preflight
     from hyperseyes_verl.eval.evaluate import check_resume, evaluate, run_fingerprint
 
     extra = fingerprint_extra(args)
-    client = scripted or OpenAIChatClient(EndpointConfig(base_url=args.endpoint, api_key_env=args.api_key_env,
-                                                         timeout_s=args.timeout, max_attempts=args.max_attempts))
+    client = scripted or OpenAIChatClient(EndpointConfig(
+        base_url=args.endpoint, **model_kwargs(args, EndpointConfig, ENDPOINT_FIELDS, flags=ENDPOINT_FLAGS)))
     try:
         if not args.restart:
             check_resume(args.out, run_fingerprint(cfg, extra))  # a refused resume sends nothing anywhere
@@ -171,7 +181,7 @@ async def _run_eval(args, items, backend, cfg, scripted) -> list:
 def run(args: argparse.Namespace) -> int:
     if args.eval_command == "report":
         return report_cmd.run(args)
-    from hyperseyes_verl.agent.preflight import PreflightError
+    from hyperseyes_verl.utils.openai_preflight import PreflightError
     from hyperseyes_verl.eval.evaluate import RunMismatch
     from hyperseyes_verl.eval.loaders import BenchmarkFormatError, load_benchmark
     from hyperseyes_verl.eval.report import comparison_notes, run_summary, write_report

@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.utils.cli import add_model_options, model_kwargs
+
 
 class DemoConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -81,7 +83,7 @@ def trace_epochs(results_by_run: dict[str, list], init_refs: dict[str, tuple[int
     The rollouts are replayed unchanged each epoch (a scripted policy does not learn), so the epoch after a
     tightening scores the same behaviour against the stricter bar.
     """
-    from hyperseyes_verl.trace.official import official_group_scores
+    from hyperseyes_verl.trace.official import score_groups
     from hyperseyes_verl.trace.paper import PaperTraceConfig, paper_score
     from hyperseyes_verl.trace.store import ReferenceStore, StoreConfig
 
@@ -95,18 +97,20 @@ def trace_epochs(results_by_run: dict[str, list], init_refs: dict[str, tuple[int
     out: dict[str, Any] = {"epochs": []}
     for epoch in range(1, epochs + 1):
         start = {q: store.peek(q) for q in ids}
+        # one flat batch, one group per question (one rollout per run), as the trainer sees it
+        rows = [(qid, run, by_id[run][qid]) for qid in ids for run in runs]
+        refs = [store.record(qid, -1, -1, g.acc > 0.5, g.tool_rounds, g.searches) for qid, _, g in rows]
+        group = [g for _, _, g in rows]
+        scores = score_groups([qid for qid, _, _ in rows], acc=[g.acc for g in group],
+                              answered=[g.answered for g in group], tool_rounds=[g.tool_rounds for g in group],
+                              searches=[g.searches for g in group], ref_rounds=[i.rounds for i in refs],
+                              ref_searches=[i.searches for i in refs])
         official = {run: [] for run in runs}
         paper = {run: [] for run in runs}
-        for qid in ids:
-            group = [by_id[run][qid] for run in runs]
-            infos = [store.record(qid, -1, -1, g.acc > 0.5, g.tool_rounds, g.searches) for g in group]
-            scores = official_group_scores([g.acc for g in group], [g.answered for g in group],
-                                           [g.tool_rounds for g in group], [g.searches for g in group],
-                                           [i.rounds for i in infos], [i.searches for i in infos])
-            for run, g, sc, info in zip(runs, group, scores, infos):
-                official[run].append(sc.score)
-                paper[run].append(paper_score(paper_cfg, g.acc > 0.5, g.answered, g.tool_rounds,
-                                              info.rounds, paper_cfg.lam).score)
+        for (_, run, g), sc, info in zip(rows, scores, refs):
+            official[run].append(sc.score)
+            paper[run].append(paper_score(paper_cfg, g.acc > 0.5, g.answered, g.tool_rounds, info.rounds,
+                                          paper_cfg.lam).score)
         end = store.end_epoch()
         after = {q: store.peek(q) for q in ids}
         had = [q for q in ids if start[q].rounds >= 0]
@@ -185,7 +189,7 @@ async def _run_all(cfg: DemoConfig, items_path: Path, index: Path) -> dict[str, 
         by_run = await run_scripted(items, backend, out / "runs", client=scripted, concurrency=cfg.concurrency,
                                     progress=cfg.progress, **fresh)
         if cfg.endpoint:
-            from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
+            from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
 
             async with OpenAIChatClient(EndpointConfig(base_url=cfg.endpoint)) as client:
                 ecfg = EvalConfig(model=cfg.model, concurrency=cfg.concurrency, keep_trajectories=True,
@@ -251,15 +255,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return {"paths": paths, "trace": trace, "runs": runs, "prs": info["prs"]}
 
 
+# DemoConfig fields that are options (type, default, help from the field); --no-progress is `progress`
+DEMO_FIELDS = ("out", "per_class", "n_visual", "n_textual", "seed", "endpoint", "model", "concurrency")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="outputs/demo", help="output folder")
-    p.add_argument("--per-class", type=int, default=8, help="gallery entities per class")
-    p.add_argument("--n-visual", type=int, default=24, help="visual multi-entity questions")
-    p.add_argument("--n-textual", type=int, default=6, help="textual multi-constraint questions")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--endpoint", help="OpenAI-compatible endpoint of a policy to evaluate next to the scripts")
-    p.add_argument("--model", help="model name at --endpoint")
-    p.add_argument("--concurrency", type=int, default=4)
+    add_model_options(p, DemoConfig, DEMO_FIELDS, defaults={"out": "outputs/demo"})
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -267,8 +268,8 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.endpoint) != bool(args.model):
         raise SystemExit("--endpoint and --model go together (the model served at that endpoint)")
     if args.endpoint:  # one request now, not a demo that ends with a 0 % model row after a minute
-        from hyperseyes_verl.agent.openai_client import EndpointConfig, OpenAIChatClient
-        from hyperseyes_verl.agent.preflight import PreflightError, preflight
+        from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
+        from hyperseyes_verl.utils.openai_preflight import PreflightError, preflight
 
         async def check() -> None:
             async with OpenAIChatClient(EndpointConfig(base_url=args.endpoint, max_attempts=2)) as client:
@@ -279,7 +280,5 @@ def run(args: argparse.Namespace) -> int:
         except PreflightError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    run_demo(DemoConfig(out=args.out, per_class=args.per_class, n_visual=args.n_visual, n_textual=args.n_textual,
-                        seed=args.seed, endpoint=args.endpoint, model=args.model, concurrency=args.concurrency,
-                        progress=not args.no_progress))
+    run_demo(DemoConfig(**model_kwargs(args, DemoConfig, DEMO_FIELDS), progress=not args.no_progress))
     return 0

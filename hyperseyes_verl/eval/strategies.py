@@ -14,7 +14,7 @@ Strategies (the model name picks one):
 - `oversearch`:  parallel, plus whole-image search, query variants and a re-verification round.
 - `guess`:       answers at once, without tools.
 
-`ScriptedClient` has the `chat()` of `hyperseyes_verl.agent.openai_client.OpenAIChatClient`, so the shared
+`ScriptedClient` has the `chat()` of `hyperseyes_verl.utils.openai_chat.OpenAIChatClient`, so the shared
 episode runner drives it exactly like a served model (also usable as the PRS "teacher" in the demo).
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from hyperseyes_verl.agent.openai_client import ChatReply, image_data_url
 from hyperseyes_verl.agent.runner import content_text, estimate_tokens
 from hyperseyes_verl.data.gallery import DEMO_CLASSES, EntityClass
 from hyperseyes_verl.data.questions import evaluate, satisfies
+from hyperseyes_verl.utils.openai_chat import ChatReply, image_data_url
 
 STRATEGIES = ("serial", "parallel", "oversearch", "guess")
 NOTICE = ("These are SCRIPTED strategies executed for real against the embedded index (boxes from the synthetic "

@@ -1,6 +1,8 @@
 """HDPO decoupled advantages (Metis, arXiv 2604.08545), the sibling of TRACE in HyperEyes (§4).
 
-Pure core (numpy/torch, no verl). verl wiring: hyperseyes_verl/verl/advantage_step.py and trainer.py.
+Pure core (numpy, no verl): the advantages. verl wiring: hyperseyes_verl/verl/advantage_step.py; the loss side
+(`combine`: one surrogate of the weighted sum, or two surrogates) is verl's own actor loss, wrapped for
+`two_surrogate` by `HDPOTwoSurrogateLoss` in hyperseyes_verl/verl/trainer.py.
 """
 from hyperseyes_verl.hdpo.advantages import (
     HDPOAdvantages,
@@ -10,16 +12,12 @@ from hyperseyes_verl.hdpo.advantages import (
     hdpo_advantages,
 )
 from hyperseyes_verl.hdpo.config import HDPOConfig
-from hyperseyes_verl.hdpo.loss import clipped_surrogate_loss, sum_of_advantages_loss, two_surrogate_loss
 
 __all__ = [
     "HDPOAdvantages",
     "HDPOConfig",
     "accuracy_rewards",
-    "clipped_surrogate_loss",
     "efficiency_rewards",
     "group_normalized",
     "hdpo_advantages",
-    "sum_of_advantages_loss",
-    "two_surrogate_loss",
 ]

@@ -1,7 +1,10 @@
-"""The judge used by TRACE: rule or LLM, with the rule judge as the counted fallback."""
+"""The judge used by TRACE and eval: rule or LLM, with the rule judge as the fallback.
+
+Each `Verdict.source` says which judge decided; callers log it per row (`judge_source`), and the run's metrics
+count it (TRACE: `judge/fallbacks`, eval: `failures/judge_fallbacks`).
+"""
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
@@ -29,13 +32,12 @@ class JudgeConfig(BaseModel):
 
 
 class Judge:
-    """`await judge.judge(prediction, answers, question) -> Verdict`; counts sources in `self.counts`."""
+    """`await judge.judge(prediction, answers, question) -> Verdict` (its `source` says which judge decided)."""
 
     def __init__(self, config: JudgeConfig = JudgeConfig()):
         self.config = config
         self.rule = RuleJudge(config.rule)
         self.llm = LLMJudge(config.llm) if config.kind == "llm" else None
-        self.counts: Counter[str] = Counter()
 
     async def judge(self, prediction: str | None, answers: Sequence[str], question: str = "") -> Verdict:
         answers = [answers] if isinstance(answers, str) else [str(a) for a in answers]
@@ -47,18 +49,11 @@ class Judge:
             try:
                 ok = await self.llm.judge(question, prediction, answers)
                 verdict = Verdict(correct=ok, answered=True, source="llm", reason="llm")
-            except Exception as e:  # JudgeFailure, or a bug: never a crash, never a silent score; counted
+            except Exception as e:  # JudgeFailure, or a bug: never a crash, never a silent score
                 rule = self.rule.judge(prediction, answers)
                 reason = str(e) if isinstance(e, JudgeFailure) else f"judge error {type(e).__name__}: {e}"
                 verdict = Verdict(correct=rule.correct, answered=True, source="rule_fallback", reason=reason[:200])
-        self.counts[f"judge/{verdict.source}"] += 1
         return verdict
-
-    def metrics(self) -> dict[str, float]:
-        total = sum(self.counts.values())
-        out = {k: float(v) for k, v in self.counts.items()}
-        out["judge/fallback_rate"] = self.counts["judge/rule_fallback"] / total if total else 0.0
-        return out
 
     async def aclose(self) -> None:
         if self.llm is not None:

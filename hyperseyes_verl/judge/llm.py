@@ -9,7 +9,7 @@ Two prompts, named by where they come from (`prompt`):
   formatting; the reply must contain exactly one of the words Correct / Incorrect.
 Any other string is a custom template with {question}, {answers}, {prediction}.
 
-Transport, timeout, 5xx/429 retries and error typing are the shared `hyperseyes_verl.agent.openai_client` ones;
+Transport, timeout, 5xx/429 retries and error typing are the shared `hyperseyes_verl.utils.openai_chat` ones;
 on top of them an unparsable reply is re-asked (same bound). Whatever still fails is raised as `JudgeFailure`
 so the caller falls back to the rule judge and counts it; a failure never becomes a silent 0 (the release
 scored it 0: a defect not copied).
@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hyperseyes_verl.agent.openai_client import EndpointConfig, EndpointError, OpenAIChatClient
 from hyperseyes_verl.judge.types import JudgeFailure
+from hyperseyes_verl.utils.openai_chat import EndpointConfig, EndpointError, OpenAIChatClient
 
 # ours: all accepted answers, lenient on paraphrase / aliases / formatting
 HYPERSEYES_PROMPT = (

@@ -1,11 +1,11 @@
 """OPD configuration (read from the trainer config section `hyperseyes.opd`)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hyperseyes_verl.utils.config import model_from_section
+from hyperseyes_verl.utils.config import accept_old_names, model_from_section
 
 
 class OPDConfig(BaseModel):
@@ -26,7 +26,13 @@ class OPDConfig(BaseModel):
     )
     teacher_timeout_s: float = Field(300.0, gt=0, description="Per-attempt timeout of one teacher scoring call.")
     teacher_max_attempts: int = Field(3, ge=1, le=10, description="Attempts per sample before it is masked out.")
-    teacher_retry_backoff_s: float = Field(0.5, ge=0, description="First back-off between attempts (doubles).")
+    teacher_backoff_s: float = Field(0.5, ge=0, description="First back-off between attempts (doubles); old key "
+                                     "teacher_retry_backoff_s.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return accept_old_names(data, {"teacher_retry_backoff_s": ("teacher_backoff_s", None)})
 
     @classmethod
     def from_mapping(cls, section) -> "OPDConfig":

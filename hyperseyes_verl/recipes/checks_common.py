@@ -188,30 +188,16 @@ def read_column(files: list[str], column: str) -> list:
     return values
 
 
-def _recipe_section(section) -> None:
-    if not isinstance(section, dict) or set(section) - {"required"}:
-        raise ValueError(f"hyperseyes.recipe takes only `required` (a list of config keys), got {section!r}")
-
-
-def _sft_section(section) -> None:
-    if not isinstance(section, dict) or set(section) - {"freeze_vision_tower"}:
-        raise ValueError(f"hyperseyes.sft takes only `freeze_vision_tower` (true/false), got {section!r}")
-    if not isinstance(section.get("freeze_vision_tower", True), bool):
-        raise ValueError(f"hyperseyes.sft.freeze_vision_tower must be true or false, got "
-                         f"{section['freeze_vision_tower']!r}")
-
-
 def _section_models(stage: str) -> dict:
-    """hyperseyes.<name> -> the function the runtime builds that section with (the same pydantic models, so a
-    value the trainer would refuse at start-up is refused here)."""
-    from hyperseyes_verl.hdpo import HDPOConfig
-    from hyperseyes_verl.opd import OPDConfig
-    from hyperseyes_verl.trace.config import trace_config_from_mapping
+    """hyperseyes.<name> -> the function the runtime builds that section with (the sections of HyperEyesConfig,
+    so a value the trainer would refuse at start-up is refused here)."""
+    from functools import partial
 
-    if stage == "sft":
-        return {"recipe": _recipe_section, "sft": _sft_section}
-    return {"recipe": _recipe_section, "trace": trace_config_from_mapping, "hdpo": HDPOConfig.from_mapping,
-            "opd": OPDConfig.from_mapping, "agent_loop": None}  # agent_loop: check_agent_settings (YAML extras)
+    from hyperseyes_verl.config import SECTIONS, section_from_mapping
+
+    names = ("recipe", "sft") if stage == "sft" else tuple(n for n in SECTIONS if n != "sft")
+    # agent_loop: check_agent_settings (merged with the agent-loop YAML entry's keys)
+    return {n: None if n == "agent_loop" else partial(section_from_mapping, n) for n in names}
 
 
 def section_errors(exc: BaseException, name: str) -> str:

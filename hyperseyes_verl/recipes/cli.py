@@ -7,15 +7,19 @@ import os
 import sys
 
 
+# ValidateOptions fields that are options (type, default, help from the field); the overrides are positional and
+# --no-cpu-stand-in is `cpu_processor_stand_in=False`
+VALIDATE_FIELDS = ("stage", "config", "allow_missing_models", "total_gpus", "check_rows")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hyperseyes_verl.recipes.validate import ValidateOptions
+    from hyperseyes_verl.utils.cli import add_model_options
+
     sub = parser.add_subparsers(dest="recipe_command", required=True)
     v = sub.add_parser("validate", help="compose and check a stage config without training")
-    v.add_argument("--stage", required=True, choices=["sft", "rl"], help="sft = stage 1, rl = stage 2")
-    v.add_argument("--config", required=True, help="recipe YAML, e.g. recipes/stage2_rl_30b.yaml")
-    v.add_argument("--allow-missing-models", action="store_true",
-                   help="do not require config.json in model paths (e.g. stage-1 output during a dry run)")
-    v.add_argument("--total-gpus", type=int, default=None, help="GPUs available; checks the pools fit")
-    v.add_argument("--check-rows", type=int, default=2, help="SFT: rows to tokenize with the dataset class")
+    add_model_options(v, ValidateOptions, VALIDATE_FIELDS,
+                      helps={"config": "recipe YAML, e.g. recipes/stage2_rl_30b.yaml"})
     v.add_argument("--no-cpu-stand-in", action="store_true",
                    help="do not load Qwen-VL processors with the stand-in video processor when torchvision is missing")
     v.add_argument("overrides", nargs="*", help="hydra overrides (key=value), as passed to the trainer")
@@ -40,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from hyperseyes_verl.recipes.validate import ValidateOptions, validate_recipe
 
-    report = validate_recipe(ValidateOptions(
-        stage=args.stage, config=args.config, overrides=tuple(args.overrides),
-        allow_missing_models=args.allow_missing_models, total_gpus=args.total_gpus, check_rows=args.check_rows,
-        cpu_processor_stand_in=not args.no_cpu_stand_in))
+    from hyperseyes_verl.utils.cli import model_kwargs
+
+    report = validate_recipe(ValidateOptions(**model_kwargs(args, ValidateOptions, VALIDATE_FIELDS),
+                                             overrides=tuple(args.overrides),
+                                             cpu_processor_stand_in=not args.no_cpu_stand_in))
     print(report.render())
     return 0 if report.ok else 1

@@ -14,7 +14,6 @@ The model is random, so nothing here measures learning: it proves the machinery 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -22,9 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hyperseyes_verl.recipes.train_tiny_summary import summarize
+from hyperseyes_verl.utils.cli import config_from_argv
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "recipes" / "run_hyperseyes_tiny_cpu.sh"
@@ -162,19 +162,6 @@ def train_tiny(cfg: TrainTinyConfig) -> dict:
     summary = summarize(paths, rl_model=rl_model, cfg=cfg.model_dump(), timings=timings)
     (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def config_from_argv(cls: type[BaseModel], argv: list[str] | None, prog: str, description: str) -> BaseModel:
-    """A flat pydantic config from command-line flags: one `--field-name` per field, with its default and help."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    for name, field in cls.model_fields.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
-                       help=field.description)
-    try:
-        return cls(**vars(p.parse_args(argv)))
-    except ValidationError as e:  # a bad value is one usage line, not a traceback
-        p.error("; ".join(f"--{'-'.join(map(str, err['loc'])).replace('_', '-')}: {err['msg']}"
-                          if err["loc"] else err["msg"] for err in e.errors()))
 
 
 def main(argv: list[str] | None = None) -> int:

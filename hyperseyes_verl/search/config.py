@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from hyperseyes_verl.utils.config import accept_old_names
+
 
 class SearchConfigError(ValueError):
     """A backend cannot be built from this configuration (missing key, missing index, unknown type)."""
@@ -34,9 +36,12 @@ class HttpConfig(_Frozen):
 
     timeout_s: float = Field(10.0, gt=0, description="per HTTP attempt (connect + read)")
     total_timeout_s: float = Field(30.0, gt=0, description="per search, all retries included; never exceeded")
-    max_retries: int = Field(3, ge=0, description="extra attempts on timeouts, 5xx, 429 and refused connections")
-    backoff_initial_s: float = Field(0.5, ge=0, description="first retry delay; doubles per retry, with jitter")
-    backoff_max_s: float = Field(8.0, ge=0, description="cap of one retry delay (also caps a server's Retry-After)")
+    max_attempts: int = Field(4, ge=1, description="tries per search (the first included) on timeouts, 5xx, 429 and "
+                              "refused connections; old key max_retries = max_attempts - 1")
+    backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles per retry, with jitter "
+                             "(old key backoff_initial_s)")
+    max_backoff_s: float = Field(8.0, ge=0, description="cap of one retry delay (also caps a server's Retry-After; "
+                                 "old key backoff_max_s)")
     max_concurrency: int = Field(64, ge=1, description="in-flight requests per limit group in one event loop")
     rate_per_s: float | None = Field(None, gt=0, description="token-bucket rate per limit group and process; None = unlimited")
     burst: int = Field(8, ge=1, description="token-bucket capacity")
@@ -47,6 +52,13 @@ class HttpConfig(_Frozen):
     max_redirects: int = Field(0, ge=0, le=10, description="redirects followed per attempt, only within the request's "
                                "origin (a redirect to another host is always refused: the key never leaves); "
                                "0 = a redirect is an http_status failure")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return accept_old_names(data, {"max_retries": ("max_attempts", lambda n: int(n) + 1),
+                                       "backoff_initial_s": ("backoff_s", None),
+                                       "backoff_max_s": ("max_backoff_s", None)})
 
 
 class ImageUploadConfig(_Frozen):

@@ -119,10 +119,10 @@ class HttpSearchClient:
         self._bucket = shared_bucket(self.group, cfg.rate_per_s, cfg.burst) if cfg.rate_per_s else None
 
     def _wait(self, state) -> float:
-        base = wait_exponential_jitter(initial=self.cfg.backoff_initial_s, max=self.cfg.backoff_max_s)(state)
+        base = wait_exponential_jitter(initial=self.cfg.backoff_s, max=self.cfg.max_backoff_s)(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:  # the server said when to come back
-            return min(self.cfg.backoff_max_s, max(base, exc.retry_after))
+            return min(self.cfg.max_backoff_s, max(base, exc.retry_after))
         return base
 
     async def _attempt(self, url: str, json_body: Any | None, files: dict | None) -> Any:
@@ -206,7 +206,7 @@ class HttpSearchClient:
         attempts = [0]
 
         async def with_retries() -> Any:
-            retrying = AsyncRetrying(stop=stop_after_attempt(self.cfg.max_retries + 1), wait=self._wait,
+            retrying = AsyncRetrying(stop=stop_after_attempt(self.cfg.max_attempts), wait=self._wait,
                                      retry=retry_if_exception_type(_Retryable), reraise=True)
             async for attempt in retrying:
                 with attempt:

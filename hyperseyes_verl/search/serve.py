@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hyperseyes_verl.search.config import EmbeddedConfig, SearchConfigError
 from hyperseyes_verl.search.embedded import EmbeddedIndex
 from hyperseyes_verl.search.image_fingerprint import image_embedding
+from hyperseyes_verl.utils.cli import add_model_options, model_kwargs
 from hyperseyes_verl.utils.images import ImageTooLarge, check_pixels, upright
 
 # The embedded backend's defaults, so a served index answers what the in-process backend would.
@@ -194,24 +195,19 @@ def create_app(index: EmbeddedIndex, min_score: float = _DEFAULT["min_score"],
     return app
 
 
+# options that are fields of EmbeddedConfig / ServeLimits (name, type, default, help from the field)
+INDEX_FIELDS = ("min_score", "image_min_score", "snippet_chars", "mmap")
+LIMIT_FIELDS = ("max_images", "max_image_pixels", "max_queries", "decode_slots")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="folder written by `hyperseyes index build`")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--min-score", type=float, default=_DEFAULT["min_score"],
-                        help="text relevance threshold (official 0.6)")
-    parser.add_argument("--image-min-score", type=float, default=_DEFAULT["image_min_score"],
-                        help="image similarity threshold")
-    parser.add_argument("--snippet-chars", type=int, default=_DEFAULT["snippet_chars"],
-                        help="snippet = document text cut to this length")
-    parser.add_argument("--mmap", action="store_true", help="memory-map the index arrays")
+    add_model_options(parser, EmbeddedConfig, INDEX_FIELDS)
     d = ServeLimits()
     parser.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20, help="request body limit (MiB)")
-    parser.add_argument("--max-images", type=int, default=d.max_images, help="images per /image_retrieve request")
-    parser.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
-                        help="width x height per image, checked before decoding")
-    parser.add_argument("--max-queries", type=int, default=d.max_queries, help="queries per /retrieve request")
-    parser.add_argument("--decode-slots", type=int, default=d.decode_slots, help="images decoded at once")
+    add_model_options(parser, ServeLimits, LIMIT_FIELDS)
     parser.add_argument("--log-level", default="warning")
 
 
@@ -230,9 +226,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        limits = ServeLimits(max_body_bytes=int(args.max_body_mb * 2**20), max_images=args.max_images,
-                             max_image_pixels=args.max_image_pixels, max_queries=args.max_queries,
-                             decode_slots=args.decode_slots)
+        limits = ServeLimits(max_body_bytes=int(args.max_body_mb * 2**20),
+                             **model_kwargs(args, ServeLimits, LIMIT_FIELDS))
     except ValueError as e:
         print(f"error: invalid serve-search limits: {e}", file=sys.stderr)
         return 2

@@ -21,16 +21,15 @@ from hyperseyes_verl.study.report import claims_markdown, counting_example, coun
 from hyperseyes_verl.study.train import StudyConfig, run_variant
 from hyperseyes_verl.study.variants import standard_variants
 from hyperseyes_verl.study.world import make_population
+from hyperseyes_verl.utils.cli import add_model_options, model_kwargs
+
+
+STUDY_FIELDS = ("seed", "epochs", "prompts", "estimator")  # StudyConfig fields (type, default, help from the field)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = StudyConfig()
     parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of population and sampling")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help="passes over the population")
-    parser.add_argument("--prompts", type=int, default=d.prompts, help="prompts in the population (>= 8)")
-    parser.add_argument("--estimator", default=d.estimator,
-                        help="verl advantage estimator of the scalar-reward signals (grpo, reinforce_plus_plus, ...)")
+    add_model_options(parser, StudyConfig, STUDY_FIELDS)
     parser.add_argument("--only", default="", help="comma-separated subset of runs (acc_only is always included)")
 
 
@@ -55,7 +54,7 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, log=print) -> tup
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = StudyConfig(seed=args.seed, epochs=args.epochs, prompts=args.prompts, estimator=args.estimator)
+        cfg = StudyConfig(**model_kwargs(args, StudyConfig, STUDY_FIELDS))
         only = [s.strip() for s in args.only.split(",") if s.strip()]
         hist, claims, seconds = run_study(cfg, only)
     except ValueError as e:

@@ -54,8 +54,8 @@ def counting_example() -> str:
     for counting in ("release", "searches"):
         tc = [calls if counting == "release" else rounds for _, rounds, calls, _ in EXAMPLE_GROUP]
         total = [calls if counting == "release" else searches for _, _, calls, searches in EXAMPLE_GROUP]
-        by[counting] = official_group_scores([1.0] * n, [True] * n, tc, total, [EXAMPLE_REF[0]] * n,
-                                             [EXAMPLE_REF[1]] * n)
+        by[counting] = official_group_scores(acc=[1.0] * n, answered=[True] * n, tool_rounds=tc, searches=total,
+                                             ref_rounds=[EXAMPLE_REF[0]] * n, ref_searches=[EXAMPLE_REF[1]] * n)
     rows = [f"| correct rollout (reference {EXAMPLE_REF[0]} round / {EXAMPLE_REF[1]} searches) | release: "
             "category, score | searches: category, score |", "|---|---|---|"]
     for i, (label, *_rest) in enumerate(EXAMPLE_GROUP):

@@ -23,7 +23,7 @@ import torch
 from hyperseyes_verl.hdpo import HDPOConfig, hdpo_advantages
 from hyperseyes_verl.opd import eligible_mask, reverse_kl_shaped_advantages
 from hyperseyes_verl.verl.advantage_fns import verl_outcome_advantages
-from hyperseyes_verl.trace import OfficialTraceConfig, PaperTraceConfig, ReferenceStore, official_group_scores
+from hyperseyes_verl.trace import OfficialTraceConfig, PaperTraceConfig, ReferenceStore, score_groups
 from hyperseyes_verl.trace.paper import lambda_at, paper_score
 
 Reward = Literal["acc_only", "trace_official", "trace_paper", "hdpo"]
@@ -82,15 +82,10 @@ def observe(store: ReferenceStore, r: Rollouts, searches_N: np.ndarray | None = 
 
 
 def official_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, ref_s: np.ndarray) -> np.ndarray:
-    score_N = np.zeros(len(r.group_N))
-    total_N = official_total(v, r)
-    for g in np.unique(r.group_N):
-        rows = np.flatnonzero(r.group_N == g)
-        res = official_group_scores(r.correct_N[rows].astype(float).tolist(), r.answered_N[rows].tolist(),
-                                    r.rounds_N[rows].tolist(), total_N[rows].tolist(),
-                                    ref_r[rows].tolist(), ref_s[rows].tolist(), v.official)
-        score_N[rows] = [x.score for x in res]
-    return score_N
+    res = score_groups(r.group_N.tolist(), acc=r.correct_N.astype(float).tolist(), answered=r.answered_N.tolist(),
+                       tool_rounds=r.rounds_N.tolist(), searches=official_total(v, r).tolist(),
+                       ref_rounds=ref_r.tolist(), ref_searches=ref_s.tolist(), cfg=v.official)
+    return np.array([x.score for x in res], dtype=float)
 
 
 def paper_scores(v: Variant, r: Rollouts, ref_r: np.ndarray, lam_state: float | None, step: int) -> np.ndarray:

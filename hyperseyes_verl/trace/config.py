@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,10 +13,22 @@ from hyperseyes_verl.trace.store import StoreConfig
 from hyperseyes_verl.utils.config import model_from_section
 
 
+TraceMode = Literal["official", "paper"]
+TRACE_MODES: tuple[str, ...] = get_args(TraceMode)
+
+
+def check_trace_mode(mode: str) -> str:
+    """The one check of a TRACE mode outside TraceConfig (callers that take the mode alone, e.g. the advantage
+    step): the same list, the same message."""
+    if mode not in TRACE_MODES:
+        raise ValueError(f"hyperseyes.trace.mode must be one of {TRACE_MODES}, got {mode!r}")
+    return mode
+
+
 class TraceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["official", "paper"] = Field(
+    mode: TraceMode = Field(
         "official", description="official: reward_score = acc (−0.5 without answer), the group bonus is added in "
         "the trainer's advantage step; paper: reward_score = R⁺ − λ·t / R⁻ / R_none per rollout")
     official: OfficialTraceConfig = Field(default_factory=OfficialTraceConfig, description="official group rule")

@@ -13,12 +13,13 @@ searches (-1 or None = no reference; the release's -1 arithmetic is kept on purp
 
 With no reference (-1) every wrong rollout gets -0.1 (tc > int(-1.5) = -1) and every correct
 rollout with tools is "bad". The group is needed as a whole, so in verl this runs in the trainer's
-advantage step on the per-sample components of `reward_extra_info`.
+advantage step on the per-sample components of `reward_extra_info`; `score_groups` scores a flat batch of
+groups, and is what the trainer, the study and the demo call.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +76,12 @@ def _linear_bonus(keys: list[tuple[int, int]], lo: float, hi: float, decimals: i
     return {k: round(hi - i * step, decimals) for i, k in enumerate(distinct)}
 
 
+def _check_lengths(where: str, n: int, columns: dict[str, Sequence]) -> None:
+    for name, col in columns.items():
+        if len(col) != n:
+            raise ValueError(f"{where}: {name} has {len(col)} entries for {n} rollouts; pass one entry per rollout")
+
+
 def official_group_scores(
     acc: Sequence[float],
     answered: Sequence[bool | float],
@@ -86,11 +93,9 @@ def official_group_scores(
 ) -> list[OfficialScore]:
     """Scores of one group (all sequences indexed by rollout, equal length)."""
     n = len(acc)
-    for name, seq in (("answered", answered), ("tool_rounds", tool_rounds), ("searches", searches),
-                      ("ref_rounds", ref_rounds), ("ref_searches", ref_searches)):
-        if len(seq) != n:
-            raise ValueError(f"official_group_scores: {name} has {len(seq)} entries but acc has {n}; "
-                             "pass one entry per rollout of the group")
+    _check_lengths("official_group_scores", n, {"answered": answered, "tool_rounds": tool_rounds,
+                                                "searches": searches, "ref_rounds": ref_rounds,
+                                                "ref_searches": ref_searches})
     keys = [(int(tc), int(total)) for tc, total in zip(tool_rounds, searches)]
     category: list[Category] = []
     bonus = [0.0] * n
@@ -120,3 +125,30 @@ def official_group_scores(
             a = 1.0 if float(acc[i]) > 0.5 else 0.0
             out.append(OfficialScore(round(a + bonus[i], cfg.decimals), bonus[i], category[i]))
     return out
+
+
+def score_groups(
+    groups: Sequence[Hashable],
+    *,
+    acc: Sequence[float],
+    answered: Sequence[bool | float],
+    tool_rounds: Sequence[int],
+    searches: Sequence[int],
+    ref_rounds: Sequence[float | int | None],
+    ref_searches: Sequence[float | int | None],
+    cfg: OfficialTraceConfig = OfficialTraceConfig(),
+) -> list[OfficialScore]:
+    """Scores of a flat batch, in row order: rows with equal `groups[i]` (verl's uid) form one group.
+    The keywords are `hyperseyes_verl.contracts.GROUP_RULE_KEYS`, the `reward_extra_info` keys they come from."""
+    columns = {"acc": acc, "answered": answered, "tool_rounds": tool_rounds, "searches": searches,
+               "ref_rounds": ref_rounds, "ref_searches": ref_searches}
+    _check_lengths("score_groups", len(groups), columns)
+    members: dict[Hashable, list[int]] = {}
+    for row, g in enumerate(groups):
+        members.setdefault(g, []).append(row)
+    out: list[OfficialScore | None] = [None] * len(groups)
+    for rows in members.values():
+        scores = official_group_scores(**{k: [col[i] for i in rows] for k, col in columns.items()}, cfg=cfg)
+        for i, sc in zip(rows, scores, strict=True):
+            out[i] = sc
+    return out  # type: ignore[return-value]  # every row belongs to one group

@@ -1,28 +1,29 @@
 """Scores one finished rollout for TRACE: judge the answer, count rounds, look up / observe the prompt's
-reference, and produce `reward_score` plus the `reward_extra_info` of CONTRACTS §4. Pure of verl; the
-verl reward manager only decodes the row and calls `TraceScorer.score`."""
+reference, and produce `reward_score` plus the `reward_extra_info` of CONTRACTS §4 (`contracts.RewardInfo`).
+Pure of verl; the verl reward manager only decodes the row, hands over its store connection
+(`hyperseyes_verl.verl.store_actor.get_store`) and calls `TraceScorer.score`."""
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperseyes_verl.contracts import RewardInfo, TrajectoryFields
 from hyperseyes_verl.judge.answer import final_answer
 from hyperseyes_verl.judge.judge import Judge
 from hyperseyes_verl.trace.config import TraceConfig
 from hyperseyes_verl.trace.counts import RolloutCounts, release_counts, rollout_counts
 from hyperseyes_verl.trace.keys import is_validation, prompt_key
 from hyperseyes_verl.trace.paper import lambda_at, paper_score
-from hyperseyes_verl.trace.shared import StoreHandle, drop_local_store, get_store
-from hyperseyes_verl.trace.store import NONE, RefInfo
+from hyperseyes_verl.trace.shared import StoreHandle, local_store
+from hyperseyes_verl.trace.store import NONE, RefInfo, StoreConfig
 from hyperseyes_verl.ugs.parser import PARSE_ERROR_KINDS
 
 logger = logging.getLogger(__name__)
 
-EXTRA_KEYS = ("acc", "answered", "tool_rounds", "tool_calls", "searches", "ref_rounds", "ref_searches", "trace_bonus",
-              "opd_eligible", "judge_source", "prompt_key", "hdpo_format")
+EXTRA_KEYS = RewardInfo.contract_keys()
 
 
 @dataclass
@@ -34,7 +35,7 @@ class RolloutInput:
     data_source: str = "unknown"
     index: Any = None  # extra_info.index (None: fall back to a prompt hash)
     extra_info: Mapping[str, Any] = field(default_factory=dict)
-    tool_extra_fields: Mapping[str, Any] | None = None
+    tool_extra_fields: Mapping[str, Any] | None = None  # `TrajectoryFields` as a dict, or another loop's fields
     num_turns: int | None = None
     global_step: int | None = None
     raw_prompt: Any = None
@@ -58,24 +59,27 @@ def accepted_answers(ground_truth: Any, extra_info: Mapping[str, Any]) -> list[s
 
 
 class TraceScorer:
-    def __init__(self, config: TraceConfig, judge: Judge | None = None, store: StoreHandle | None = None):
+    """`store`: a fixed store; else `connect(config.store)` makes one on first use (and again after a failure)."""
+
+    def __init__(self, config: TraceConfig, judge: Judge | None = None, store: StoreHandle | None = None,
+                 connect: Callable[[StoreConfig], StoreHandle] = local_store):
         self.config = config
         self.judge = judge or Judge(config.judge)
         self._store = store
         self._own_store = store is None
+        self._connect = connect
         self.counts: Counter[str] = Counter()
         self._warned_no_step = False
 
     @property
     def store(self) -> StoreHandle:
         if self._store is None:  # lazily: the Ray actor is reached from inside the reward worker
-            self._store = get_store(self.config.store)
+            self._store = self._connect(self.config.store)
         return self._store
 
-    def _answer(self, x: RolloutInput) -> tuple[str | None, bool]:
-        fields = x.tool_extra_fields or {}
-        if self.config.answer_from != "response" and "answer" in fields:
-            answer = fields.get("answer")
+    def _answer(self, x: RolloutInput, traj: TrajectoryFields) -> tuple[str | None, bool]:
+        if self.config.answer_from != "response" and "answer" in (x.tool_extra_fields or {}):
+            answer = traj.answer
             answer = None if answer is None or not str(answer).strip() else str(answer)
             return answer, answer is not None
         if self.config.answer_from == "agent":
@@ -84,11 +88,10 @@ class TraceScorer:
         answer = final_answer(x.response_text)
         return answer, answer is not None
 
-    def _format_ok(self, x: RolloutInput, answered: bool) -> bool:
-        fields = x.tool_extra_fields or {}
-        errors = fields.get("tool_errors") or {}
-        bad = any(int(v) > 0 for k, v in dict(errors).items() if k in PARSE_ERROR_KINDS)
-        return answered and not bad and not bool(fields.get("truncated", False))
+    @staticmethod
+    def _format_ok(traj: TrajectoryFields, answered: bool) -> bool:
+        bad = any(v > 0 for k, v in traj.tool_errors.items() if k in PARSE_ERROR_KINDS)
+        return answered and not bad and not traj.truncated
 
     async def _reference(self, key: str, validation: bool, init_r: int, init_s: int, correct: bool,
                          rounds: int, searches: int) -> RefInfo:
@@ -100,8 +103,8 @@ class TraceScorer:
             self.counts["trace/store_errors"] += 1
             if self._own_store and self._store is not None and self._store.is_remote:
                 # e.g. the actor died with its owner: get (or re-create) it on the next row
+                self._store.disconnect()
                 self._store = None
-                drop_local_store(self.config.store)
             logger.warning("TRACE reference store failed (%s: %s); using the dataset reference for %s",
                            type(e).__name__, e, key)
             return RefInfo(init_r, init_s, None, -1)
@@ -118,7 +121,8 @@ class TraceScorer:
     async def score(self, x: RolloutInput) -> dict[str, Any]:
         extra_info = dict(x.extra_info or {})
         answers = accepted_answers(x.ground_truth, extra_info)
-        answer, answered = self._answer(x)
+        traj = TrajectoryFields.from_mapping(x.tool_extra_fields or {})  # defaults for another agent loop
+        answer, answered = self._answer(x, traj)
         counts = rollout_counts(x.tool_extra_fields, x.num_turns)
         if self.config.mode == "official" and self.config.official.counting == "release":
             # parity: tc / total read from the response as the release reads them (official.counting)
@@ -142,18 +146,9 @@ class TraceScorer:
         else:
             reward, bonus = (acc if answered else self.config.official.no_answer_score), 0.0
         self.counts[f"trace/{'val' if validation else 'train'}_rows"] += 1
-        extra = {
-            "acc": acc,
-            "answered": int(answered),
-            "tool_rounds": counts.tool_rounds,
-            "tool_calls": counts.tool_calls,
-            "searches": counts.searches,
-            "ref_rounds": float(info.rounds),
-            "ref_searches": float(info.searches),
-            "trace_bonus": float(bonus),
-            "opd_eligible": int(acc <= 0),
-            "judge_source": "rule" if verdict.source == "no_answer" else verdict.source,
-            "prompt_key": key,
-            "hdpo_format": int(self._format_ok(x, answered)),
-        }
-        return {"reward_score": float(reward), "reward_extra_info": extra}
+        extra = RewardInfo(
+            acc=acc, answered=int(answered), tool_rounds=counts.tool_rounds, tool_calls=counts.tool_calls,
+            searches=counts.searches, ref_rounds=info.rounds, ref_searches=info.searches, trace_bonus=bonus,
+            opd_eligible=int(acc <= 0), judge_source="rule" if verdict.source == "no_answer" else verdict.source,
+            prompt_key=key, hdpo_format=int(self._format_ok(traj, answered)))
+        return {"reward_score": float(reward), "reward_extra_info": extra.to_dict()}

@@ -1,124 +1,82 @@
-"""One reference store per training job, shared by every reward worker.
+"""Typed access to the reference store of a training job: `StoreHandle`.
 
-With Ray initialized the store lives in a named actor (`StoreConfig.actor_name`) that the ~8 reward worker
-processes reach by name; creation is get-or-create (`get_if_exists=True`), so concurrent first calls from
-several workers end up with the same actor. Without Ray (tests, eval, single process) a process-local store
-is used. Both are wrapped in `StoreHandle`. A record carries the observation with the lookup (no second call),
-and on the actor path the records issued concurrently by one worker's event loop are coalesced into one
-`record_many` round trip (micro-batching: whatever is pending when the loop gets to the flush goes together).
+This module's handle wraps a store in this process (tests, eval, the study, single-process jobs);
+`hyperseyes_verl.verl.store_actor.RayStoreHandle` has the same methods on the named Ray actor that every
+reward worker of a verl job shares, and `hyperseyes_verl.verl.store_actor.get_store` picks one of the two.
+Each method names the `ReferenceStore` method it runs, so a subclass forwards the method itself, never a string.
 """
 from __future__ import annotations
 
-import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from hyperseyes_verl.trace.store import RefInfo, ReferenceStore, StoreConfig
 
 _local_stores: dict[tuple[str, str | None], ReferenceStore] = {}
-# Ray garbage-collects a non-detached named actor once no handle to it is left, even while other processes
-# still want it: every process keeps its handle here for its lifetime.
-_ray_handles: dict[tuple[str, str | None], "StoreHandle"] = {}
 _local_lock = threading.Lock()
 
 
 class StoreHandle:
-    """Uniform access to the in-process store or the Ray actor."""
+    """The reference store's operations; this class runs them on a store in this process."""
 
-    def __init__(self, store: ReferenceStore | None = None, actor: Any = None):
-        if (store is None) == (actor is None):
-            raise ValueError("StoreHandle needs exactly one of store / actor")
-        self._store, self._actor = store, actor
-        self._pending: list[tuple[tuple, asyncio.Future]] = []
-        self._flush_scheduled = False
-        self._flushes: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+    is_remote = False
 
-    @property
-    def is_remote(self) -> bool:
-        return self._actor is not None
+    def __init__(self, store: ReferenceStore):
+        self._store = store
+
+    def _run(self, method: Callable, *args: Any) -> Any:
+        """Run `ReferenceStore.<method>` (a subclass runs it elsewhere)."""
+        return method(self._store, *args)
 
     async def arecord(self, key: str, init_rounds: int, init_searches: int, correct: bool, rounds: int,
                       searches: int) -> RefInfo:
-        row = (key, int(init_rounds), int(init_searches), bool(correct), int(rounds), int(searches))
-        if self._actor is None:
-            return self._store.record(*row)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((row, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._start_flush)  # rows issued until the flush starts join its batch
-        return await future
+        """Observe one training rollout; return the reference it is scored against (the reward's call)."""
+        return self.record(key, init_rounds, init_searches, correct, rounds, searches)
 
-    def _start_flush(self) -> None:
-        task = asyncio.ensure_future(self._flush())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+    def record(self, key: str, init_rounds: int, init_searches: int, correct: bool, rounds: int,
+               searches: int) -> RefInfo:
+        return self._run(ReferenceStore.record, key, int(init_rounds), int(init_searches), bool(correct),
+                         int(rounds), int(searches))
 
-    async def _flush(self) -> None:
-        batch, self._pending, self._flush_scheduled = self._pending, [], False
-        try:
-            infos = await self._actor.record_many.remote([row for row, _ in batch])
-        except Exception as e:  # every waiter sees the failure (the scorer counts it)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
-            return
-        for (_, future), info in zip(batch, infos):
-            if not future.done():
-                future.set_result(info)
+    def peek(self, key: str) -> RefInfo | None:
+        return self._run(ReferenceStore.peek, key)
 
-    def call(self, method: str, *args: Any) -> Any:
-        """Blocking call of any store method (driver-side: epoch end, save, restore)."""
-        if self._actor is None:
-            return getattr(self._store, method)(*args)
-        import ray
+    def summary(self) -> dict[str, float]:
+        return self._run(ReferenceStore.summary)
 
-        return ray.get(getattr(self._actor, method).remote(*args))
+    def end_epoch(self) -> dict[str, float]:
+        return self._run(ReferenceStore.end_epoch)
+
+    def set_lambda(self, lam: float) -> None:
+        self._run(ReferenceStore.set_lambda, float(lam))
+
+    def save(self, directory: str, step: int) -> str:
+        return self._run(ReferenceStore.save, directory, int(step))
+
+    def load(self, directory: str, step: int | None = None) -> int | None:
+        return self._run(ReferenceStore.load, directory, step)
+
+    def reset(self) -> None:
+        self._run(ReferenceStore.reset)
+
+    def disconnect(self) -> None:
+        """Forget a broken connection so the next lookup makes a new one (nothing to do in-process)."""
 
 
-def _ray_ready(config: StoreConfig) -> bool:
-    if not config.use_ray:
-        return False
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - ray is a verl dependency
-        return False
-    return ray.is_initialized()
-
-
-def get_store(config: StoreConfig | None = None) -> StoreHandle:
-    """The job's store: the named Ray actor when Ray is up (get-or-create), else a process-local one."""
+def local_store(config: StoreConfig | None = None) -> StoreHandle:
+    """This process's store for `config` (one per actor name / namespace), created on first use."""
     config = config or StoreConfig()
     key = (config.actor_name, config.namespace)
-    if _ray_ready(config):
-        import ray
-
-        with _local_lock:
-            cached = _ray_handles.get(key)
-        if cached is not None:
-            return cached
-        remote_cls = ray.remote(num_cpus=0, max_restarts=0)(ReferenceStore)
-        options: dict[str, Any] = {"name": config.actor_name, "get_if_exists": True}
-        if config.namespace is not None:
-            options["namespace"] = config.namespace
-        if config.detached:
-            options["lifetime"] = "detached"
-        handle = StoreHandle(actor=remote_cls.options(**options).remote(config))
-        with _local_lock:
-            return _ray_handles.setdefault(key, handle)
     with _local_lock:
         store = _local_stores.get(key)
         if store is None:
             store = _local_stores[key] = ReferenceStore(config)
-        return StoreHandle(store=store)
+        return StoreHandle(store)
 
 
 def drop_local_store(config: StoreConfig | None = None) -> None:
-    """Forget this process's store / actor handle (tests, a fresh job, or a store actor that died: the next
-    `get_store` gets or re-creates it)."""
+    """Forget this process's store for `config` (tests, a fresh job)."""
     config = config or StoreConfig()
     with _local_lock:
         _local_stores.pop((config.actor_name, config.namespace), None)
-        _ray_handles.pop((config.actor_name, config.namespace), None)
-

@@ -77,7 +77,8 @@ def _lex_less(r1: int, s1: int, r2: int, s2: int) -> bool:
 
 
 class ReferenceStore:
-    """The pure store. Thread-safe; one owner per training job (see `hyperseyes_verl.trace.shared`)."""
+    """The pure store. Thread-safe; one owner per training job: this process (`trace.shared.StoreHandle`) or the
+    named Ray actor of `hyperseyes_verl.verl.store_actor`."""
 
     def __init__(self, config: StoreConfig | None = None):
         self.config = config or StoreConfig()

@@ -10,8 +10,11 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-# The environment's own endings; the verl agent loop adds `length` / `invalid_token` in its extra fields.
-FinishReason = Literal["answer", "no_action", "turn_budget", "running"]
+from hyperseyes_verl.contracts import FinishReason  # the one list of endings; the environment uses 4 of them
+
+# The release's cap of one assistant turn (RL response length 1524, also its PRS / eval generation cap): the one
+# default of the agent loop's max_tokens_per_turn and of SamplingParams.max_tokens (PRS, eval).
+MAX_TOKENS_PER_TURN = 1524
 
 
 class UGSConfig(BaseModel):

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hyperseyes_verl.contracts import GROUP_RULE_KEYS
 from hyperseyes_verl.hdpo import HDPOConfig, hdpo_advantages
 from hyperseyes_verl.opd import OPDConfig, TeacherStatus, eligible_mask, reverse_kl_shaped_advantages
 from hyperseyes_verl.opd.teacher import teacher_rows_valid
+from hyperseyes_verl.trace.config import check_trace_mode
 from hyperseyes_verl.trace.metrics import trace_metrics
-from hyperseyes_verl.trace.official import official_group_scores
-
-TRACE_KEYS = ("acc", "answered", "tool_rounds", "searches", "ref_rounds", "ref_searches")
+from hyperseyes_verl.trace.official import OfficialTraceConfig, score_groups
 
 
 @dataclass
@@ -109,24 +109,14 @@ def last_token_index(response_mask_BT: torch.Tensor) -> torch.Tensor:
 
 
 def official_scores(uid_N: Sequence, infos: Sequence[Mapping], final_rows: list[int], row_to_session: np.ndarray,
-                    group_scores_fn: Callable) -> tuple[np.ndarray, dict[str, float]]:
+                    cfg: OfficialTraceConfig) -> tuple[np.ndarray, dict[str, float]]:
     """Per-row official TRACE score (acc + group bonus, or -0.5 without an answer), computed per uid group
     over the final row of each session and broadcast to that session's rows."""
     hint = COMPONENTS_HINT + ", or score with your own reward manager under +hyperseyes.trace.mode=paper"
     comps = {k: component([infos[r] for r in final_rows], k, "TRACE official mode (the default)", hint)
-             for k in TRACE_KEYS}
-    groups: dict = defaultdict(list)
-    for j, row in enumerate(final_rows):
-        groups[uid_N[row]].append(j)
-    score_S = np.zeros(len(final_rows))
-    results_S: list = [None] * len(final_rows)
-    for members in groups.values():
-        results = group_scores_fn(*[comps[k][members].tolist() for k in TRACE_KEYS])
-        if len(results) != len(members):
-            raise ValueError(f"official_group_scores returned {len(results)} scores for a group of {len(members)}")
-        score_S[members] = [float(r.score) for r in results]
-        for j, r in zip(members, results):
-            results_S[j] = r
+             for k in GROUP_RULE_KEYS}
+    results_S = score_groups([uid_N[r] for r in final_rows], **comps, cfg=cfg)
+    score_S = np.array([r.score for r in results_S], dtype=float)
     # bonus = score - acc, so the -0.5 of rows without an answer counts in it
     metrics = {"trace/official_score_mean": float(score_S.mean()) if len(score_S) else 0.0,
                "trace/official_bonus_mean": float((score_S - comps["acc"]).mean()) if len(score_S) else 0.0}
@@ -142,7 +132,7 @@ def assemble_advantages(
     adv_estimator: str,
     verl_advantage_fn: Callable,  # (data) -> data with advantages/returns (verl's own estimator)
     trace_mode: str = "paper",
-    group_scores_fn: Callable = official_group_scores,
+    official_cfg: OfficialTraceConfig = OfficialTraceConfig(),
     hdpo_cfg: HDPOConfig = HDPOConfig(),
     opd_cfg: OPDConfig = OPDConfig(),
     distillation_enabled: bool = False,
@@ -159,8 +149,8 @@ def assemble_advantages(
     metrics: dict[str, float] = {}
 
     # (a) TRACE official group rule
-    if trace_mode == "official":
-        new_score_B, m = official_scores(uid_N, infos, final_rows, row_to_session, group_scores_fn)
+    if check_trace_mode(trace_mode) == "official":
+        new_score_B, m = official_scores(uid_N, infos, final_rows, row_to_session, official_cfg)
         # only the outcome part changes (delta at the last generated token): a KL-in-reward penalty
         # already folded into token_level_rewards survives
         old_B = batch["token_level_scores"].sum(-1)
@@ -169,8 +159,6 @@ def assemble_advantages(
         tlr[torch.arange(B), last_token_index(mask_BT)] += delta_B
         batch["token_level_rewards"] = tlr
         metrics.update(m)
-    elif trace_mode != "paper":
-        raise ValueError(f"hyperseyes.trace.mode must be 'paper' or 'official', got {trace_mode!r}")
     elif all("acc" in infos[r] for r in final_rows):  # TRACE components present (paper mode)
         metrics.update(trace_metrics([infos[r] for r in final_rows]))
 

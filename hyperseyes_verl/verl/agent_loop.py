@@ -11,7 +11,8 @@ Selection: ship `hyperseyes_verl/verl/agent_loop.yaml` as `actor_rollout_ref.rol
 and set the dataset column `agent_name = "hyperseyes_agent"` (or `rollout.agent.default_agent_loop`). The
 `verl.plugins` entry point also registers the name, so the YAML is optional when the package is installed.
 
-Configuration (`AgentLoopSettings`), merged in this order, later wins:
+Configuration (`hyperseyes_verl.config.AgentLoopConfig`, read by `verl.config_reader.hyperseyes_config`), merged
+in this order, later wins:
 1. the trainer config section `hyperseyes.agent_loop` (add it on the command line with a leading `+`, e.g.
    `+hyperseyes.agent_loop.ugs.max_tool_rounds=4 +hyperseyes.agent_loop.backend.type=embedded
    +hyperseyes.agent_loop.backend.index_dir=/data/idx`);
@@ -31,7 +32,8 @@ Limits (all end the episode cleanly, never cutting an image's token span):
   the response is cut before it, finish_reason "invalid_token".
 - turns: the environment's `UGSConfig.max_turns` / `max_tool_rounds`.
 
-`extra_fields`: the keys of docs/CONTRACTS.md §3 (plain ints / bools / str / list[int] / dict[str, int];
+`extra_fields`: `hyperseyes_verl.contracts.TrajectoryFields.to_dict()`, the keys of docs/CONTRACTS.md §3
+(plain ints / bools / str / list[int] / dict[str, int];
 verl's `_postprocess` stores each key as a 1-D object array, which keeps lists and dicts intact), plus the
 server's `min_global_steps` / `max_global_steps` that verl's async trainers read for staleness control.
 """
@@ -44,86 +46,34 @@ import weakref
 from typing import Any
 from uuid import uuid4
 
-from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, _agent_loop_registry
 from verl.utils.profiler import simple_timer
 from verl.utils.tokenizer import get_processor_token_id
 
+from hyperseyes_verl.config import AgentLoopConfig
+from hyperseyes_verl.contracts import FinishReason, TrajectoryFields
 from hyperseyes_verl.search.base import SearchBackend
-from hyperseyes_verl.search.config import parse_backend_config
 from hyperseyes_verl.search.factory import build_backend
 from hyperseyes_verl.ugs.conversation import chat_tools, fit_message_images, observation_message
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.schema import system_prompt
-from hyperseyes_verl.ugs.types import UGSConfig
-from hyperseyes_verl.utils.images import IMAGE_TOKEN_CAP, image_token_factor
+from hyperseyes_verl.utils.images import image_token_factor
 from hyperseyes_verl.verl import image_pads, verl_guard
+from hyperseyes_verl.verl.config_reader import hyperseyes_config, plain
 from hyperseyes_verl.verl.dataset import load_image
 
 # Rendered into every prompt; the SFT rows carry the same schemas (hyperseyes_verl.ugs.conversation).
 TOOL_SCHEMAS = chat_tools()
 
 AGENT_NAME = "hyperseyes_agent"
-CONFIG_SECTION = ("hyperseyes", "agent_loop")
 # The keys every trajectory carries (docs/CONTRACTS.md §3).
-EXTRA_FIELD_KEYS = ("tool_rounds", "tool_calls", "searches", "searches_per_round", "crops_ok", "crops_failed",
-                    "search_failures", "tool_errors", "budget_exhausted", "answered", "answer", "finish_reason",
-                    "truncated", "search_failure_kinds")
+EXTRA_FIELD_KEYS = TrajectoryFields.contract_keys()
 
 
-class AgentLoopSettings(BaseModel):
-    """Everything the HyperEyes agent loop reads besides verl's own rollout config."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ugs: UGSConfig = Field(default_factory=UGSConfig, description="episode budgets and caps of the environment")
-    backend: dict[str, Any] | None = Field(
-        None, description="search backend config (hyperseyes_verl.search.config, field `type`); "
-        "None = use the injected backend (set_backend_override)")
-    max_images: int | None = Field(
-        None, ge=1, description="images per episode incl. the input images; crops past it are withheld. "
-        "None = rollout.limit_images, or unlimited when that is unset too")
-    max_tokens_per_turn: int | None = Field(
-        None, ge=1, description="cap of one assistant turn (official 1524); the response budget always applies")
-    add_system_prompt: bool = Field(True, description="prepend the HyperEyes system prompt when a sample has none")
-    max_image_tokens: int | None = Field(
-        IMAGE_TOKEN_CAP, ge=1, description="visual tokens per image (input images and crops), resized by the "
-        "function the SFT dataset uses with the same default (official: 1200 in both stages); None = leave it "
-        "to the processor's max_pixels")
-
-    @field_validator("backend")
-    @classmethod
-    def _check_backend(cls, v):
-        if v is not None:
-            parse_backend_config(v)  # raises SearchConfigError naming the bad field
-        return v
-
-    @classmethod
-    def from_sources(cls, trainer_config: Any, overrides: dict[str, Any]) -> "AgentLoopSettings":
-        section: Any = trainer_config
-        for key in CONFIG_SECTION:
-            section = section.get(key) if isinstance(section, (dict, DictConfig)) else None
-            if section is None:
-                break
-        merged = _to_plain(section) if section is not None else {}
-        if not isinstance(merged, dict):
-            raise ValueError(f"trainer config `{'.'.join(CONFIG_SECTION)}` must be a mapping, got {merged!r}")
-        return cls.model_validate(_deep_merge(merged, overrides))
-
-
-def _to_plain(value: Any) -> Any:
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
-def _deep_merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+# The settings model lives with the rest of the `hyperseyes.*` tree (hyperseyes_verl.config); read through the one
+# reader (verl.config_reader), which merges the YAML entry's keys over `hyperseyes.agent_loop`.
+AgentLoopSettings = AgentLoopConfig
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -206,10 +156,9 @@ class HyperEyesAgentLoop(AgentLoopBase):
 
     def __init__(self, *args, tools=None, name: str | None = None, **kwargs):
         verl_guard.require("agent_loop")
-        settings_keys = set(AgentLoopSettings.model_fields)
-        overrides = {k: _to_plain(kwargs.pop(k)) for k in list(kwargs) if k in settings_keys}
+        overrides = {k: plain(kwargs.pop(k)) for k in list(kwargs) if k in AgentLoopConfig.model_fields}
         super().__init__(*args, **kwargs)  # `tools` (verl's tool list) is unused: the environment owns the tools
-        self.settings = AgentLoopSettings.from_sources(self.config, overrides)
+        self.settings = hyperseyes_config(self.config, overrides).agent_loop
         self.response_length = int(self.rollout_config.response_length)
         caps = [c for c in (self.settings.max_images, self.rollout_config.get("limit_images")) if c]
         self.max_images = min(caps) if caps else None
@@ -255,7 +204,8 @@ class HyperEyesAgentLoop(AgentLoopBase):
         mask: list[int] = []
         logprobs: list[float] = []
         assistant_turns = user_turns = 0
-        truncated, cut_reason = False, None
+        truncated = False
+        cut_reason: FinishReason | None = None  # set when this loop, not the environment, ends the episode
 
         for _ in range(self.settings.ugs.max_turns + 1):  # the environment ends first; this only bounds a bug
             room = self.response_length - len(mask)
@@ -308,16 +258,7 @@ class HyperEyesAgentLoop(AgentLoopBase):
             images.extend(new_images)
             user_turns += 1
 
-        stats = env.stats
-        finish = cut_reason or (stats.finish_reason if stats.finish_reason != "running" else "turn_budget")
-        extra.update({
-            "tool_rounds": stats.tool_rounds, "tool_calls": stats.tool_calls, "searches": stats.searches,
-            "searches_per_round": list(stats.searches_per_round), "crops_ok": stats.crops_ok,
-            "crops_failed": stats.crops_failed, "search_failures": stats.search_failures,
-            "tool_errors": dict(stats.errors), "budget_exhausted": bool(stats.budget_exhausted),
-            "answered": bool(stats.answered), "answer": stats.answer, "finish_reason": finish,
-            "truncated": bool(truncated), "search_failure_kinds": dict(stats.search_failure_kinds),
-        })
+        extra.update(TrajectoryFields.from_episode(env.stats, cut_reason=cut_reason, truncated=truncated).to_dict())
         response_ids = runtime_ids[prompt_len:]
         n = self.response_length
         return AgentLoopOutput(

@@ -18,6 +18,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from hyperseyes_verl.trace.scorer import RolloutInput, TraceScorer
 from hyperseyes_verl.verl import verl_guard
+from hyperseyes_verl.verl.store_actor import get_store
 from hyperseyes_verl.verl.trace_state import trace_config_from_trainer, warn_if_official_without_trainer
 
 
@@ -37,7 +38,7 @@ class TraceRewardManager(RewardManagerBase):
         super().__init__(config, tokenizer, compute_score)
         self.trace_config = trace_config_from_trainer(config)
         warn_if_official_without_trainer(config, self.trace_config)
-        self.scorer = TraceScorer(self.trace_config)
+        self.scorer = TraceScorer(self.trace_config, connect=get_store)  # the job's shared store (Ray actor)
 
     def _decode(self, row) -> str:
         responses = row.batch["responses"]

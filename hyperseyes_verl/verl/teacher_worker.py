@@ -18,14 +18,13 @@ from typing import Any, Callable
 
 import ray
 import torch
-from omegaconf import OmegaConf
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopWorker
 
 from hyperseyes_verl.verl import verl_guard
+from hyperseyes_verl.verl.config_reader import hyperseyes_config
 from hyperseyes_verl.opd import (
-    TEACHER_OUTPUT_PROBLEMS,
     OPDConfig,
     TeacherStatus,
     check_teacher_outputs,
@@ -50,21 +49,14 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class GatedTeacherMixin:
-    """Overrides AgentLoopWorker._compute_teacher_logprobs; counters are per worker instance."""
+    """Overrides AgentLoopWorker._compute_teacher_logprobs. Outcomes are written per row (`opd_teacher_status`,
+    `opd_teacher_tokens`) and counted by the trainer's advantage step; a fault's kind is logged as a warning."""
 
     def _opd(self) -> OPDConfig:
         cfg = getattr(self, "_opd_config", None)
         if cfg is None:
-            section = OmegaConf.select(self.config, "hyperseyes.opd", default=None)
-            cfg = self._opd_config = OPDConfig.from_mapping(section)
+            cfg = self._opd_config = hyperseyes_config(self.config).opd
         return cfg
-
-    def opd_counters(self) -> dict[str, int]:
-        if not hasattr(self, "_opd_counts"):
-            self._opd_counts = {"teacher_calls": 0, "teacher_skips": 0, "teacher_failures": 0,
-                                "teacher_tokens_scored": 0, "teacher_timeouts": 0, "teacher_errors": 0,
-                                **{f"teacher_{p}": 0 for p in TEACHER_OUTPUT_PROBLEMS}}
-        return self._opd_counts
 
     def _teacher_k(self) -> int:
         loss_cfg = self.teacher_server_manager.distillation_loss_config
@@ -83,21 +75,19 @@ class GatedTeacherMixin:
         # **kwargs: a private verl hook; arguments a newer verl adds (e.g. global_steps=) pass through to it
         if not self.distillation_enabled or validate:
             return
-        cfg, counts = self._opd(), self.opd_counters()
+        cfg = self._opd()
         seq_len = len(prompt_ids) + len(response_ids)
         info = output.extra_fields.get("reward_extra_info")
         # no reward yet (colocated reward model scores later): query the teacher; the trainer's opd_mask gates
         # OPD off (hyperseyes.opd.enabled=false) = verl's plain distillation of every row: no placeholders then
         if cfg.enabled and cfg.gate_teacher_calls and info is not None and not eligible_from_info(info):
-            counts["teacher_skips"] += 1
             self._mark(output, seq_len, TeacherStatus.SKIPPED)
             return
-        counts["teacher_calls"] += 1
         parent = super()._compute_teacher_logprobs
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(cfg.teacher_max_attempts),
-                wait=wait_exponential(multiplier=cfg.teacher_retry_backoff_s, max=30.0),
+                wait=wait_exponential(multiplier=cfg.teacher_backoff_s, max=30.0),
                 retry=retry_if_exception(_retryable), reraise=True,
             ):
                 with attempt:
@@ -108,17 +98,14 @@ class GatedTeacherMixin:
                                                   self._teacher_k())
                     if not check.ok:
                         raise TeacherOutputInvalid(check.problem, check.message)
-        except Exception as e:  # noqa: BLE001 - every fault masks this sample and is counted, never raised
+        except Exception as e:  # noqa: BLE001 - every fault masks this sample (counted as failed), never raised
             kind = ("teacher_timeouts" if isinstance(e, asyncio.TimeoutError | TimeoutError) else
                     f"teacher_{e.problem}" if isinstance(e, TeacherOutputInvalid) else
                     "teacher_wrong_length" if isinstance(e, AssertionError) else  # verl's own length assert
                     "teacher_errors")
-            counts[kind] += 1
-            counts["teacher_failures"] += 1
             logger.warning("OPD teacher failed (%s) for a %d-token sequence: %r; sample masked", kind, seq_len, e)
             self._mark(output, seq_len, TeacherStatus.FAILED)
             return
-        counts["teacher_tokens_scored"] += seq_len
         output.extra_fields["opd_teacher_status"] = TeacherStatus.SCORED.value
         output.extra_fields["opd_teacher_tokens"] = seq_len
 

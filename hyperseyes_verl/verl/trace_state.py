@@ -2,7 +2,7 @@
 
 Called by the trainer (driver side, e.g. `HyperEyesTrainer.on_step_end` when
 `global_steps % steps_per_epoch == 0`, and at init for resume). Works with the shared Ray actor and with the
-process-local store alike (`hyperseyes_verl.trace.shared.get_store`).
+process-local store alike (`hyperseyes_verl.verl.store_actor.get_store`).
 """
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hyperseyes_verl.trace.config import TraceConfig, trace_config_from_mapping
+from hyperseyes_verl.trace.config import TraceConfig
 from hyperseyes_verl.trace.paper import adapt_lambda
-from hyperseyes_verl.trace.shared import StoreHandle, get_store
+from hyperseyes_verl.trace.shared import StoreHandle
+from hyperseyes_verl.verl.config_reader import hyperseyes_config
+from hyperseyes_verl.verl.store_actor import get_store
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +37,15 @@ def _as_config(trainer_config: Any) -> DictConfig:
 
 def trace_config_from_trainer(trainer_config: Any) -> TraceConfig:
     """`hyperseyes.trace` of the trainer config (added with `+hyperseyes.trace.mode=paper` etc.), else defaults."""
-    section = OmegaConf.select(_as_config(trainer_config), "hyperseyes.trace", default=None)
-    return trace_config_from_mapping(None if section is None else OmegaConf.to_container(section, resolve=True))
+    return hyperseyes_config(trainer_config).trace
 
 
 def selected_trainer(trainer_config: Any) -> str:
     """The trainer running this job: HyperEyesTrainer's own record, else verl's `trainer.v1.trainer_mode`."""
-    cfg = _as_config(trainer_config)
-    recorded = OmegaConf.select(cfg, SELECTED_TRAINER_KEY, default=None)
+    recorded = hyperseyes_config(trainer_config).selected_trainer
     if recorded is not None:
-        return str(recorded)
+        return recorded
+    cfg = _as_config(trainer_config)
     if OmegaConf.select(cfg, "trainer.use_v1", default=True) is False:
         return "verl's legacy trainer (trainer.use_v1=false)"
     return str(OmegaConf.select(cfg, "trainer.v1.trainer_mode", default="unset"))
@@ -96,21 +97,21 @@ def on_epoch_end(trainer_config: Any, epoch: int, global_step: int | None = None
     `global_step` so `restore` finds it on resume; without it no snapshot is written (and a warning says so).
     """
     config, store = _store(trainer_config)
-    summary = store.call("summary")
+    summary = store.summary()
     done = int(summary["trace/epoch"])
     if done > epoch:
         logger.info("TRACE epoch %d already ended (store is at %d epoch ends); nothing to do", epoch, done)
         return {**summary, "trace/refs_tightened": 0.0}
-    metrics = store.call("end_epoch")
+    metrics = store.end_epoch()
     if config.mode == "paper" and config.paper.schedule == "adaptive":
         lam_now = metrics.get("trace/lambda", config.paper.lam)
         cr, ref = (None if math.isnan(v) else v  # NaN: no correct rollout (with a reference) this epoch
                    for v in (metrics["trace/correct_rounds_mean"], metrics["trace/correct_ref_mean"]))
         lam_new = adapt_lambda(config.paper, lam_now, cr, ref)
-        store.call("set_lambda", lam_new)
+        store.set_lambda(lam_new)
         metrics["trace/lambda"] = lam_new
     if global_step is not None:
-        store.call("save", refs_dir(trainer_config, config), int(global_step))
+        store.save(refs_dir(trainer_config, config), global_step)
         metrics["trace/snapshot_saved"] = 1.0
     else:
         logger.warning("TRACE on_epoch_end(epoch=%d) without global_step: references tightened but not saved; "
@@ -122,13 +123,13 @@ def on_epoch_end(trainer_config: Any, epoch: int, global_step: int | None = None
 def save(trainer_config: Any, global_step: int) -> str:
     """Snapshot now (e.g. with every verl checkpoint, so a mid-epoch resume keeps the epoch's observations)."""
     config, store = _store(trainer_config)
-    return store.call("save", refs_dir(trainer_config, config), int(global_step))
+    return store.save(refs_dir(trainer_config, config), global_step)
 
 
 def restore(trainer_config: Any, global_step: int) -> dict[str, float]:
     """Load the newest snapshot at or before `global_step`; none found → start empty (a fresh run)."""
     config, store = _store(trainer_config)
-    loaded = store.call("load", refs_dir(trainer_config, config), int(global_step))
+    loaded = store.load(refs_dir(trainer_config, config), int(global_step))
     if loaded is None:
-        store.call("reset")
-    return {**store.call("summary"), "trace/restored_step": float(-1 if loaded is None else loaded)}
+        store.reset()
+    return {**store.summary(), "trace/restored_step": float(-1 if loaded is None else loaded)}

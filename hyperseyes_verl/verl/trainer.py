@@ -52,22 +52,17 @@ def _hdpo_outside_trainer(**kwargs):
                      f"interface does not pass: set trainer.v1.trainer_mode={TRAINER_NAME} (HyperEyesTrainer)")
 
 
-def hyperseyes_section(config, name: str):
-    """`hyperseyes.<name>` of the trainer config as a plain dict, or None when absent."""
-    section = OmegaConf.select(config, f"hyperseyes.{name}", default=None)
-    return OmegaConf.to_container(section, resolve=True) if section is not None else None
-
-
-def resolve_opd_config(config):
-    """`hyperseyes.opd` (an OPDConfig) with its mode tied to verl's distillation loss mode.
+def resolve_opd_config(config, opd=None):
+    """`hyperseyes.opd` (an OPDConfig; `opd` when given, else read with the rest of the tree) with its mode tied
+    to verl's distillation loss mode.
 
     The official advantage shaping and a gated PG-OPD loss must not both run (the term would count twice), and
     a plain verl loss mode (k1, k3, ...) would distil successful rollouts too: both are refused here.
     """
-    from hyperseyes_verl.opd import OPDConfig
+    from hyperseyes_verl.verl.config_reader import hyperseyes_config
     from hyperseyes_verl.verl.distill_loss import ADVANTAGE_MODE_LOSS_NAME, GATED_LOSS_NAMES
 
-    opd = OPDConfig.from_mapping(hyperseyes_section(config, "opd"))
+    opd = opd if opd is not None else hyperseyes_config(config).opd
     if not OmegaConf.select(config, "distillation.enabled", default=False) or not opd.enabled:
         return opd
     loss_mode = str(OmegaConf.select(config, "distillation.distillation_loss.loss_mode", default=""))
@@ -149,8 +144,8 @@ class HDPOTwoSurrogateLoss:
 
 class HyperEyesTrainer(PPOTrainerSync):
     def __init__(self, config):
-        from hyperseyes_verl.hdpo import HDPOConfig
-        from hyperseyes_verl.verl.trace_state import SELECTED_TRAINER_KEY, trace_config_from_trainer
+        from hyperseyes_verl.verl.config_reader import hyperseyes_config
+        from hyperseyes_verl.verl.trace_state import SELECTED_TRAINER_KEY
 
         verl_guard.require("trainer")  # before verl builds anything: a wrong verl fails here, at start-up
         with open_dict(config):
@@ -158,10 +153,11 @@ class HyperEyesTrainer(PPOTrainerSync):
             OmegaConf.update(config, SELECTED_TRAINER_KEY, TRAINER_NAME, force_add=True)
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
-        self.opd_config = resolve_opd_config(config)
-        # one reader for the TRACE section, shared with the reward manager, so both sides agree on the mode
-        self.trace_mode = trace_config_from_trainer(config).mode
-        self.hdpo_config = HDPOConfig.from_mapping(hyperseyes_section(config, "hdpo"))
+        settings = hyperseyes_config(config)  # the reader the reward manager uses too: both agree on the mode
+        self.opd_config = resolve_opd_config(config, settings.opd)
+        self.trace_config = settings.trace  # the whole section: the group bonus needs `official.*`
+        self.trace_mode = self.trace_config.mode
+        self.hdpo_config = settings.hdpo
 
     # ------------------------------------------------------------------ hooks
     def on_init_end(self):
@@ -206,6 +202,11 @@ class HyperEyesTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ advantage step
     def _distillation_enabled(self) -> bool:
         return bool(OmegaConf.select(self.config, "distillation.enabled", default=False))
+
+    def _advantage_settings(self) -> dict:
+        """The `hyperseyes.*` settings the advantage step reads, all from this trainer's config."""
+        return {"trace_mode": self.trace_mode, "official_cfg": self.trace_config.official,
+                "hdpo_cfg": self.hdpo_config, "opd_cfg": self.opd_config}
 
     def _compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         """Mirror of verl's PPOTrainer._compute_advantage (0.9.1) with the HyperEyes steps (a)-(c).
@@ -262,8 +263,7 @@ class HyperEyesTrainer(PPOTrainerSync):
                 d, batch_keys=batch.keys, adv_estimator=algo.adv_estimator, gamma=algo.gamma, lam=algo.lam,
                 num_repeat=self.config.actor_rollout_ref.rollout.n,
                 norm_adv_by_std_in_grpo=algo.get("norm_adv_by_std_in_grpo", True), config=algo),
-            trace_mode=self.trace_mode, hdpo_cfg=self.hdpo_config,
-            opd_cfg=self.opd_config, distillation_enabled=distill,
+            **self._advantage_settings(), distillation_enabled=distill,
             teacher_logp_BT=teacher_logp, teacher_valid_B=teacher_valid)
         metrics.update(result.metrics)
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hyperseyes_verl.contracts import GROUP_RULE_KEYS
 from hyperseyes_verl.judge import RuleJudge
-from hyperseyes_verl.trace.official import official_group_scores
+from hyperseyes_verl.trace.official import score_groups
 from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl
 
@@ -36,7 +37,6 @@ from .transcript import build_turns, question_and_inputs, split_rollout
 STEP_FILE_RE = re.compile(r"^(\d+)\.jsonl$")
 NESTED = ("extra_fields", "tool_extra_fields", "reward_extra_info")
 _BASE = {"input", "output", "gts", "score", "step"}
-TRACE_KEYS = ("acc", "answered", "tool_rounds", "searches", "ref_rounds", "ref_searches")
 _RULE_JUDGE = RuleJudge()
 _TRAINING_KEYS = ("opd_eligible", "opd_teacher_status", "opd_teacher_tokens", "hdpo_format")
 
@@ -80,23 +80,22 @@ def _group_key(f: dict[str, Any]) -> tuple:
 
 def add_official_trace(fields_N: list[dict[str, Any]], episodes_N: list[Episode]) -> None:
     """Category and bonus of the released group rule, per group, for rows that carry all its components."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, f in enumerate(fields_N):
-        if _num(f.get("trace_bonus")):  # paper mode: the row's own bonus is the one that was paid
-            continue
-        if all(_num(f.get(k)) is not None for k in TRACE_KEYS):
-            groups[_group_key(f)].append(i)
-    for members in groups.values():
-        cols = {k: [_num(fields_N[i][k]) for i in members] for k in TRACE_KEYS}
-        scores = official_group_scores(cols["acc"], [bool(a) for a in cols["answered"]],
-                                       [int(t) for t in cols["tool_rounds"]], [int(s) for s in cols["searches"]],
-                                       cols["ref_rounds"], cols["ref_searches"])
-        for i, s in zip(members, scores):
-            t = episodes_N[i].trace
-            t["category"] = s.category
-            t["official_bonus"] = s.bonus
-            t["official_score"] = s.score
-            t["group_size"] = len(members)
+    rows = [i for i, f in enumerate(fields_N)
+            # paper mode: the row's own bonus is the one that was paid
+            if not _num(f.get("trace_bonus")) and all(_num(f.get(k)) is not None for k in GROUP_RULE_KEYS)]
+    keys = [_group_key(fields_N[i]) for i in rows]
+    cols = {k: [_num(fields_N[i][k]) for i in rows] for k in GROUP_RULE_KEYS}
+    scores = score_groups(keys, acc=cols["acc"], answered=[bool(a) for a in cols["answered"]],
+                          tool_rounds=[int(t) for t in cols["tool_rounds"]],
+                          searches=[int(s) for s in cols["searches"]], ref_rounds=cols["ref_rounds"],
+                          ref_searches=cols["ref_searches"])
+    sizes = Counter(keys)
+    for i, key, s in zip(rows, keys, scores):
+        t = episodes_N[i].trace
+        t["category"] = s.category
+        t["official_bonus"] = s.bonus
+        t["official_score"] = s.score
+        t["group_size"] = sizes[key]
 
 
 def rollout_episode(row: dict[str, Any], run: str, line_no: int, items: ItemIndex | None) -> Episode:

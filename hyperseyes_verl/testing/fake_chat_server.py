@@ -1,4 +1,4 @@
-"""A local OpenAI-compatible chat server with scripted replies, for tests (PRS, eval, synth filter).
+"""A local OpenAI-compatible chat server with scripted replies (tests of PRS, eval, synth, the LLM judge).
 
     with FakeChatServer(EpisodeScript({"tallest": [["<tool_call>...", "<answer>A</answer>"]]})) as srv:
         client = OpenAIChatClient(EndpointConfig(base_url=srv.base_url, max_attempts=2, backoff_s=0))
@@ -6,7 +6,8 @@
 `FakeChatServer(responder)` runs FastAPI + uvicorn in a background thread on a free port;
 `responder(request_json) -> Reply | str` decides each reply (`str` = content, finish "stop").
 `Reply` can also be an HTTP error (`status`), a delay (for client timeouts) or a reply without usage.
-Every request is kept in `server.requests`.
+Every request is kept in `server.requests`. `ScriptedChatClient(responder)` plays the same responders in
+process, behind the `chat()` of `OpenAIChatClient` (no HTTP: for tests that only need the replies).
 
 `EpisodeScript` answers multi-turn episodes: it picks a script by a substring of the first user
 message, counts episodes per script (a request with no assistant message starts a new episode) and
@@ -26,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hyperseyes_verl.testing.local_server import LocalServer
+from hyperseyes_verl.utils.openai_chat import ChatReply, EndpointError, tool_calls_text
 
 
 @dataclass
@@ -39,6 +41,15 @@ class Reply:
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
+
+
+def _reply(responder: Responder, request: dict[str, Any]) -> Reply:
+    reply = responder(request)
+    return Reply(reply) if isinstance(reply, str) else reply
+
+
+def _completion_tokens(reply: Reply) -> int | None:
+    return len(reply.content.split()) if reply.completion_tokens == -1 else reply.completion_tokens
 
 
 def first_user_text(request: dict[str, Any]) -> str:
@@ -98,9 +109,7 @@ class FakeChatServer:
     async def _chat(self, request: Request) -> JSONResponse:
         body = await request.json()
         self.requests.append(body)
-        reply = self.responder(body)
-        if isinstance(reply, str):
-            reply = Reply(reply)
+        reply = _reply(self.responder, body)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.status != 200:
@@ -112,8 +121,8 @@ class FakeChatServer:
                                      else reply.content, **({"tool_calls": reply.tool_calls} if reply.tool_calls else {})}}],
         }
         if reply.completion_tokens is not None:
-            toks = len(reply.content.split()) if reply.completion_tokens == -1 else reply.completion_tokens
-            out["usage"] = {"prompt_tokens": len(json.dumps(body["messages"])) // 4, "completion_tokens": toks}
+            out["usage"] = {"prompt_tokens": len(json.dumps(body["messages"])) // 4,
+                            "completion_tokens": _completion_tokens(reply)}
         return JSONResponse(out)
 
     def start(self) -> "FakeChatServer":
@@ -130,3 +139,27 @@ class FakeChatServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ScriptedChatClient:
+    """A responder (`EpisodeScript`, a function) behind `OpenAIChatClient.chat`, in process. A `Reply` with an
+    HTTP status raises the `EndpointError` the real client would raise after its retries."""
+
+    def __init__(self, responder: Responder):
+        self.responder = responder
+        self.requests: list[dict[str, Any]] = []
+
+    async def chat(self, model: str, messages: list[dict[str, Any]], **sampling: Any) -> ChatReply:
+        request = {"model": model, "messages": list(messages), **sampling}
+        self.requests.append(request)
+        reply = _reply(self.responder, request)
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.status != 200:
+            kind = "rate_limited" if reply.status == 429 else "server_error" if reply.status >= 500 else "http_status"
+            raise EndpointError(kind, f"scripted HTTP {reply.status}", reply.status)
+        return ChatReply(text=reply.content + tool_calls_text(reply.tool_calls), finish_reason=reply.finish_reason,
+                         completion_tokens=_completion_tokens(reply))
+
+    async def aclose(self) -> None:
+        pass

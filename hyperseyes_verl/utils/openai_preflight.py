@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from .openai_client import EndpointError
+from hyperseyes_verl.utils.openai_chat import EndpointError
 
 
 class PreflightError(RuntimeError):

@@ -1,4 +1,4 @@
-"""A fault-injecting FastAPI app for the search tests, served over real HTTP by
+"""A fault-injecting FastAPI app standing in for the web search APIs (search tests), served over real HTTP by
 `hyperseyes_verl.testing.local_server.LocalServer`. `fault_app` mimics Serper (/search, /lens, /upload) and
 Search-R1 (/retrieve) with fault modes picked by the query text:
   "slow"      sleeps 1 s (longer than the tests' timeouts)
