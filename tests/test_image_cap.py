@@ -74,9 +74,9 @@ async def test_rl_and_sft_give_an_image_the_same_tokens(tiny_vl_dir, tmp_path):
 
 def test_agent_loop_and_sft_dataset_default_to_the_one_cap():
     from hyperseyes_verl.recipes.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS
-    from hyperseyes_verl.verl.agent_loop import AgentLoopSettings
+    from hyperseyes_verl.config import AgentLoopConfig
 
-    assert AgentLoopSettings().max_image_tokens == DEFAULT_MAX_IMAGE_TOKENS == IMAGE_TOKEN_CAP == 1200
+    assert AgentLoopConfig().max_image_tokens == DEFAULT_MAX_IMAGE_TOKENS == IMAGE_TOKEN_CAP == 1200
 
 
 def test_dry_run_refuses_a_cap_that_differs_between_stages(tiny_qwen25_dir, tmp_path):

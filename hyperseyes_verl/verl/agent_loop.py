@@ -71,11 +71,6 @@ AGENT_NAME = "hyperseyes_agent"
 EXTRA_FIELD_KEYS = TrajectoryFields.contract_keys()
 
 
-# The settings model lives with the rest of the `hyperseyes.*` tree (hyperseyes_verl.config); read through the one
-# reader (verl.config_reader), which merges the YAML entry's keys over `hyperseyes.agent_loop`.
-AgentLoopSettings = AgentLoopConfig
-
-
 # ---------------------------------------------------------------------------------------------- backend
 _OVERRIDE: SearchBackend | None = None
 # event loop -> backend config json -> backend: async clients belong to the loop they were made in.
