@@ -21,7 +21,7 @@ venv: $(BIN)/.installed
 
 # the main job: data → stage-1 SFT → stage-2 RL (TRACE + OPD) of a tiny Qwen-VL through verl, evaluation, report
 demo: venv
-	$(BIN)/python -m hyperseyes_verl.recipes.train_demo --out outputs/demo
+	$(BIN)/python -m hyperseyes_verl.demo.train --out outputs/demo
 
 # the scripted strategies alone in the search environment (no training; well under a minute)
 demo-scripted: venv
@@ -29,10 +29,13 @@ demo-scripted: venv
 
 # the two-stage recipe at toy size through verl's entry points on CPU (~4 min on 2 cores): outputs/train_tiny/
 train-tiny: venv
-	$(BIN)/python -m hyperseyes_verl.recipes.train_tiny --out outputs/train_tiny
+	$(BIN)/python -m hyperseyes_verl.demo.tiny --out outputs/train_tiny
 
+# two pytest workers, a test file each at a time, the end-to-end files first (tests/conftest.py): the pipeline
+# runs beside the rest of the suite instead of after it
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -q -x --durations=15
+	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # the pure core, < 60 s on 2 cores: leaves out tests marked verl (verl, Ray, training subprocesses), slow and e2e
 test-fast: venv

@@ -139,7 +139,7 @@ def build(model_dir: str, real_budget: bool = False):
 
 
 async def run_episodes(model_dir: str, episodes: int, real_budget: bool = False) -> None:
-    from hyperseyes_verl.testing.fake_server import FakeServerManager
+    from hyperseyes_verl.testing.fake_llm_server import FakeServerManager
 
     targets, make, prompt, script, pad_id = build(model_dir, real_budget)
     params = dict(temperature=1.0, top_p=1.0, top_k=-1, repetition_penalty=1.0, logprobs=True)

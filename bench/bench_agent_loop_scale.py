@@ -18,8 +18,10 @@ peak RSS (`ru_maxrss` of that child; in brackets its peak after setup + one warm
 event-loop stall (how late a 5 ms timer fired), the stall at the start (all N tasks are created at once, as
 verl's `AgentLoopWorker.generate_sequences` does, so every episode's synchronous start — building the loop with
 hydra, up to its first await — runs back to back), the longest stall after that, and gen-2 GC time. By default
-each level runs twice, with the default gc and with `gc.freeze()` after warm-up (`--gc on|freeze`: one of
-them). Only the agent loop runs: verl's per-episode postprocess (padding, position ids) and the reward do not.
+each level runs three times (`--rows`): verl's worker as is, with `gc.freeze()` after warm-up, and as our worker
+runs it (`paced`: gc.freeze() + each episode waiting at a StartGate that lets 4 synchronous starts run per loop
+turn, hyperseyes_verl.verl.paced_start). Only the agent loop runs: verl's per-episode postprocess (padding,
+position ids) and the reward do not.
 `--pixels small` (default) keeps the tiny processor's own budget (28²..28²·16 px) with a 300×225 source image
 (crops of 100×75), so 1024 episodes take ~30 s on 2 cores; `--pixels real` uses the released Qwen2.5-VL
 budget and the 3000×2250 source: each episode then costs ~0.35 s of CPU alone and holds ~70 MiB while in
@@ -28,10 +30,10 @@ for the model; the input image is shared by all episodes here, a decoded one add
 episodes need ~70 GiB in one process.
 
     .venv/bin/python bench/bench_agent_loop_scale.py [--episodes 2] [--rounds 9] [--concurrent 64,256,1024]
-        [--pixels small|real] [--gc both|on|freeze]
+        [--pixels small|real] [--rows all|verl|freeze|paced]
     # the full-size concurrency run only (no per-turn section): 64 + 128 take ~2.5 min and 10 GiB on 2 cores;
     # 256 / 1024 need ~19 / ~72 GiB of RAM and ~3 / ~11 min on 2 cores
-    .venv/bin/python bench/bench_agent_loop_scale.py --episodes 0 --pixels real --concurrent 64,256,1024 --gc on
+    .venv/bin/python bench/bench_agent_loop_scale.py --episodes 0 --pixels real --concurrent 64,256,1024 --rows verl
 
 Default run: ~4 minutes on 2 cores (per-turn section ~1.5 min, concurrency ~2.5 min).
 """
@@ -131,11 +133,14 @@ class _TimedServer:
         return await self.inner.generate(*a, **k)
 
 
-async def _episode(make, prompt, script, pad_id, index, digest=True):
+async def _episode(make, prompt, script, pad_id, index, digest=True, gate=None):
     """One episode; `pad_id` None / `digest` False leave out the bench's own on-loop work (counting image pads in
-    the prompt, hashing the token ids), as the concurrency section does."""
-    from hyperseyes_verl.testing.fake_server import FakeServerManager
+    the prompt, hashing the token ids), as the concurrency section does. `gate`: wait there first, as our
+    worker's `_run_agent_loop` does (hyperseyes_verl.verl.paced_start)."""
+    from hyperseyes_verl.testing.fake_llm_server import FakeServerManager
 
+    if gate is not None:
+        await gate.wait()
     server = _TimedServer(FakeServerManager(script=script, image_token_id=pad_id))
     c0, w0 = time.process_time(), time.perf_counter()
     loop = make(server)
@@ -186,9 +191,12 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _concurrent(model_dir, family, n, freeze, pixels):
+async def _concurrent(model_dir, family, n, freeze, pixels, starts_per_turn=0):
+    from hyperseyes_verl.utils.start_gate import StartGate
+
     make, prompt, script, pad_id = _setup(model_dir, family, 2, pixels)
     warm = await _episode(make, prompt, script, pad_id, 0)  # warm-up
+    gate = StartGate(starts_per_turn) if starts_per_turn else None
     if freeze:
         gc.collect()
         gc.freeze()
@@ -220,7 +228,7 @@ async def _concurrent(model_dir, family, n, freeze, pixels):
     t0, c0 = time.perf_counter(), time.thread_time()
     # as verl's AgentLoopWorker.generate_sequences: every episode's task at once, then gather. The callback queued
     # after them runs once every task has run its synchronous start (building the loop, up to the first await)
-    tasks = [asyncio.create_task(_episode(make, prompt, script, None, i, digest=False)) for i in range(n)]
+    tasks = [asyncio.create_task(_episode(make, prompt, script, None, i, digest=False, gate=gate)) for i in range(n)]
     loop.call_soon(lambda: started.set_result((time.perf_counter(), time.thread_time())))
     runs = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
@@ -247,8 +255,9 @@ def _measure(args) -> None:
     if args.mode == "turns":
         res.update(asyncio.run(_per_turn(args.model_dir, args.family, args.episodes, args.rounds)))
     else:
-        res.update(asyncio.run(_concurrent(args.model_dir, args.family, int(args.concurrent), args.mode == "gc_freeze",
-                                           args.pixels)))
+        paced = args.mode == "paced"  # our worker's defaults (AgentLoopConfig): 4 starts per turn, gc.freeze()
+        res.update(asyncio.run(_concurrent(args.model_dir, args.family, int(args.concurrent),
+                                           args.mode in ("gc_freeze", "paced"), args.pixels, 4 if paced else 0)))
     print("RESULT " + json.dumps(res))
 
 
@@ -262,6 +271,9 @@ def _child(pythonpath: str | None, *argv: str) -> dict:
     return json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))[7:])
 
 
+ROW_LABEL = {"gc_default": "verl", "gc_freeze": "freeze", "paced": "paced"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=2, help="timed episodes per family and code version "
@@ -271,8 +283,9 @@ def main() -> int:
                     "episodes, one child process per level (0 or empty: skip the section)")
     ap.add_argument("--pixels", choices=("small", "real"), default="small", help="concurrency section: the tiny "
                     "processor's budget with a 300x225 source (small) or the released budget with 3000x2250 (real)")
-    ap.add_argument("--gc", choices=("both", "on", "freeze"), default="both", help="concurrency section: a row "
-                    "with the default gc, one with gc.freeze() after warm-up, or both per level")
+    ap.add_argument("--rows", choices=("all", "verl", "freeze", "paced"), default="all", help="concurrency "
+                    "section, per level: verl's worker as is (default gc), with gc.freeze() after warm-up, our "
+                    "worker (paced starts, 4 per loop turn, + gc.freeze), or all three")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="turns", help=argparse.SUPPRESS)
     ap.add_argument("--family", default="qwen2_5_vl", help=argparse.SUPPRESS)
@@ -328,16 +341,18 @@ def main() -> int:
         "the tiny processor's own budget (28^2..28^2*16 px)"
     print(f"\nconcurrency ({family}, this tree, --pixels {args.pixels}: {budget}, a {w}x{h} input, 2 rounds x 6 crops "
           f"of {w // 3}x{h // 3}); one child process per level; all episodes' tasks created at once as verl does")
-    print(f"  {'episodes':>8s} {'gc':>6s} {'ep/s':>7s} {'wall s':>7s} {'peak RSS MiB':>18s} {'longest stall ms':>16s} "
+    print(f"  {'episodes':>8s} {'worker':>7s} {'ep/s':>7s} {'wall s':>7s} {'peak RSS MiB':>18s} "
+          f"{'longest stall ms':>16s} "
           f"{'start stall (CPU)':>17s} {'after start (CPU)':>17s} {'loop init ms':>12s} {'gen-2 GC ms':>14s}")
     for n in levels:
-        for mode in {"both": ("gc_default", "gc_freeze"), "on": ("gc_default",), "freeze": ("gc_freeze",)}[args.gc]:
+        for mode in {"all": ("gc_default", "gc_freeze", "paced"), "verl": ("gc_default",), "freeze": ("gc_freeze",),
+                     "paced": ("paced",)}[args.rows]:
             r = _child(None, "--mode", mode, "--family", family, "--model-dir", dirs[family], *common,
                        "--concurrent", str(n))
             rss = f"{r['rss_peak_mib']:.0f} ({r['rss_warm_mib']:.0f})"
             start = f"{r['start_stall_ms']:.0f} ({r['start_cpu_ms']:.0f})"
             after = f"{r['after_start_ms']:.0f} ({r['after_start_cpu_ms']:.0f})"
-            print(f"  {n:8d} {'freeze' if mode == 'gc_freeze' else 'on':>6s} {r['eps_per_s']:7.1f} {r['wall_s']:7.1f} "
+            print(f"  {n:8d} {ROW_LABEL[mode]:>7s} {r['eps_per_s']:7.1f} {r['wall_s']:7.1f} "
                   f"{rss:>18s} {r['stall_ms']:16.0f} {start:>17s} {after:>17s} {r['make_ms']:12.2f} "
                   f"{r['gc2_s'] * 1e3:8.0f} ({r['gc2_n']})", flush=True)
     print("  peak RSS: ru_maxrss of the level's child (in brackets: after setup and one warm-up episode); start stall:"
@@ -345,7 +360,9 @@ def main() -> int:
           "the loop meanwhile); after start: longest lateness of a 5 ms timer set after that; (CPU): what the "
           "event-loop thread used of it, the rest it waited for the GIL (executor threads rendering, resizing, "
           "gen-2 GC) or for a core; loop init: median wall ms to build one agent loop (hydra), part of every task's "
-          "synchronous start; gen-2 GC: total (passes)")
+          "synchronous start; gen-2 GC: total (passes). worker: verl = verl's worker as is; freeze = + gc.freeze() "
+          "after warm-up; paced = our worker (hyperseyes_verl.verl.paced_start): + each episode waits at a "
+          "StartGate, 4 synchronous starts per loop turn")
     return 0
 
 

@@ -77,7 +77,7 @@ def serve(port_file: str, rounds: int) -> None:
 async def episodes(port: int, n: int, rounds: int) -> dict:
     import hyperseyes_verl
     from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
-    from hyperseyes_verl.agent.runner import run_episode
+    from hyperseyes_verl.episode.runner import run_episode
     from hyperseyes_verl.search.base import InMemoryBackend
     from hyperseyes_verl.ugs.environment import SearchEnvironment
     from hyperseyes_verl.ugs.types import UGSConfig

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from view_scenario import TURN_1, TURN_2, TURN_ANSWER, backend  # noqa: E402
 
-from hyperseyes_verl.agent.runner import content_text, user_content  # noqa: E402
+from hyperseyes_verl.episode.runner import content_text, user_content  # noqa: E402
 from hyperseyes_verl.eval.results import ItemResult  # noqa: E402
 from hyperseyes_verl.ugs.environment import SearchEnvironment  # noqa: E402
 from hyperseyes_verl.ugs.schema import system_prompt  # noqa: E402

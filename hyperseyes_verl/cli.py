@@ -8,7 +8,7 @@ import sys
 
 # name -> (module, help). Each module defines `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("hyperseyes_verl.eval.demo", "the whole product on embedded defaults, offline"),
+    "demo": ("hyperseyes_verl.demo.scripted", "the whole product on embedded defaults, offline"),
     "env-demo": ("hyperseyes_verl.ugs.demo", "one scripted episode of the search environment"),
     "index": ("hyperseyes_verl.search.cli", "build / inspect the embedded search index"),
     "serve-search": ("hyperseyes_verl.search.serve", "serve the embedded index over the Search-R1 protocol"),

@@ -55,6 +55,13 @@ class AgentLoopConfig(BaseModel):
         IMAGE_TOKEN_CAP, ge=1, description="visual tokens per image (input images and crops), resized by the "
         "function the SFT dataset uses with the same default (official: 1200 in both stages); None = leave it "
         "to the processor's max_pixels")
+    # the agent-loop worker (hyperseyes_verl.verl.paced_start), one per worker process
+    starts_per_turn: int = Field(
+        4, ge=0, description="episodes whose synchronous start (verl builds each agent loop through hydra, ~6 ms) "
+        "runs per event-loop turn of the agent-loop worker; 0 = all in one turn, as verl does (1.5 s without "
+        "handling any reply at 256 episodes)")
+    freeze_gc: bool = Field(True, description="gc.freeze() once the agent-loop worker is built: the ~500k objects "
+                            "of verl / torch / transformers leave the collector's full passes")
 
     @field_validator("backend")
     @classmethod

@@ -112,11 +112,12 @@ class RewardInfo(_Record):
     judge_source: JudgeSource  # "rule" for rows without an answer (no judge asked)
     prompt_key: str  # data_source/index, `#<split>` appended for validation rows
     hdpo_format: int  # 0/1: the episode followed the turn format
+    store_error: int = 0  # 0/1: the reference store failed for this row; the dataset's reference was used
 
     def __post_init__(self):  # plain Python scalars, whatever numpy / verl handed in
         for name in ("acc", "ref_rounds", "ref_searches", "trace_bonus"):
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("answered", "tool_rounds", "tool_calls", "searches", "opd_eligible", "hdpo_format"):
+        for name in ("answered", "tool_rounds", "tool_calls", "searches", "opd_eligible", "hdpo_format", "store_error"):
             object.__setattr__(self, name, _int(getattr(self, name), f"reward_extra_info[{name!r}]"))
         for name in ("judge_source", "prompt_key"):
             object.__setattr__(self, name, str(getattr(self, name)))

@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 from pydantic import BaseModel, Field
 
-from hyperseyes_verl.agent.runner import SamplingParams
+from hyperseyes_verl.episode.runner import SamplingParams
 from hyperseyes_verl.config import AgentLoopConfig, HyperEyesConfig, hyperseyes_config_from_mapping
 from hyperseyes_verl.opd import OPDConfig
 from hyperseyes_verl.search.config import HttpConfig

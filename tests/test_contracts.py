@@ -19,7 +19,7 @@ SECTION_3 = {"tool_rounds", "tool_calls", "searches", "searches_per_round", "cro
              "search_failures", "tool_errors", "budget_exhausted", "answered", "answer", "finish_reason",
              "truncated", "search_failure_kinds"}
 SECTION_4 = {"acc", "answered", "tool_rounds", "tool_calls", "searches", "ref_rounds", "ref_searches", "trace_bonus",
-             "opd_eligible", "judge_source", "prompt_key", "hdpo_format"}
+             "opd_eligible", "judge_source", "prompt_key", "hdpo_format", "store_error"}
 
 
 def _stats(**kw) -> EpisodeStats:

@@ -79,7 +79,7 @@ def test_sft_parquet_loads_through_verl_multiturn_sft_dataset(prs_dir, tiny_qwen
     our rows carry: the same tool schemas RL prompts render)."""
     from omegaconf import OmegaConf
 
-    from hyperseyes_verl.recipes.sft_dataset import HyperEyesSFTDataset as MultiTurnSFTDataset
+    from hyperseyes_verl.verl.sft_dataset import HyperEyesSFTDataset as MultiTurnSFTDataset
 
     root, _ = prs_dir
     rows = sft_rows(read_results(root / "prs" / "results.jsonl"), root / "prs")

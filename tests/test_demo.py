@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from hyperseyes_verl.eval.demo import DemoConfig, run_demo
+from hyperseyes_verl.demo.scripted import DemoConfig, run_demo
 from hyperseyes_verl.eval.strategies import NOTICE
 
 

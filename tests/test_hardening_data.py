@@ -123,7 +123,7 @@ def test_open_image_applies_exif_orientation_once(tmp_path):
 
 def test_dataset_and_index_loaders_store_the_upright_image(tmp_path):
     from hyperseyes_verl.data.parquet import png_bytes
-    from hyperseyes_verl.recipes.sft_dataset import load_image
+    from hyperseyes_verl.verl.sft_dataset import load_image
 
     (tmp_path / "photo.jpg").write_bytes(_sideways_jpeg())
     stored = Image.open(io.BytesIO(png_bytes(tmp_path / "photo.jpg")))

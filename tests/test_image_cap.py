@@ -40,7 +40,7 @@ async def test_rl_and_sft_give_an_image_the_same_tokens(tiny_vl_dir, tmp_path):
     from test_verl_agent_loop import SAMPLING, T_ANSWER, _tok_proc, count_pads, make_loop, server_for
 
     from hyperseyes_verl.data.parquet import png_bytes, write_parquet
-    from hyperseyes_verl.recipes.sft_dataset import HyperEyesSFTDataset
+    from hyperseyes_verl.verl.sft_dataset import HyperEyesSFTDataset
     from hyperseyes_verl.search.base import InMemoryBackend
     from hyperseyes_verl.utils.images import image_token_factor
     from hyperseyes_verl.verl import agent_loop as hal
@@ -73,7 +73,7 @@ async def test_rl_and_sft_give_an_image_the_same_tokens(tiny_vl_dir, tmp_path):
 
 
 def test_agent_loop_and_sft_dataset_default_to_the_one_cap():
-    from hyperseyes_verl.recipes.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS
+    from hyperseyes_verl.verl.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS
     from hyperseyes_verl.config import AgentLoopConfig
 
     assert AgentLoopConfig().max_image_tokens == DEFAULT_MAX_IMAGE_TOKENS == IMAGE_TOKEN_CAP == 1200

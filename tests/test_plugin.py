@@ -34,7 +34,7 @@ PROBE = textwrap.dedent("""
     r["errors"] = registration_errors()
     # a job that selects no HyperEyes part: none of the cores, none of their dependencies
     heavy = ("hyperseyes_verl.judge", "hyperseyes_verl.trace", "hyperseyes_verl.opd", "hyperseyes_verl.hdpo",
-             "hyperseyes_verl.agent", "hyperseyes_verl.utils.openai_chat", "hyperseyes_verl.search",
+             "hyperseyes_verl.episode", "hyperseyes_verl.utils.openai_chat", "hyperseyes_verl.search",
              "hyperseyes_verl.ugs", "tenacity", "openai")
     r["heavy"] = sorted(m for m in sys.modules if m.startswith(heavy))
     r["ours"] = sorted(m for m in sys.modules if m.startswith("hyperseyes_verl"))

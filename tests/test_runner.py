@@ -7,7 +7,7 @@ import math
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.agent.runner import CHARS_PER_TOKEN, SamplingParams, run_episode
+from hyperseyes_verl.episode.runner import CHARS_PER_TOKEN, SamplingParams, run_episode
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
 from hyperseyes_verl.testing.fake_chat_server import EpisodeScript, FakeChatServer, Reply, n_images
 from hyperseyes_verl.ugs.environment import SearchEnvironment
@@ -118,7 +118,7 @@ async def test_api_key_comes_from_the_named_env_var(monkeypatch):
 
 
 async def test_each_image_is_encoded_once_however_many_turns_resend_it(monkeypatch):
-    import hyperseyes_verl.agent.runner as runner
+    import hyperseyes_verl.episode.runner as runner
 
     encoded = []
     real = runner.image_data_url
@@ -139,7 +139,7 @@ async def test_images_and_payloads_are_encoded_off_the_event_loop(monkeypatch):
     import threading
 
     import hyperseyes_verl.utils.openai_chat as oc
-    import hyperseyes_verl.agent.runner as runner
+    import hyperseyes_verl.episode.runner as runner
 
     threads = {"encode": set(), "payload": set()}
     real_encode, real_payload = runner.image_data_url, oc.payload_json

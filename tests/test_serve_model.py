@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from hyperseyes_verl.agent.runner import SamplingParams, run_episode
+from hyperseyes_verl.episode.runner import SamplingParams, run_episode
 from hyperseyes_verl.hf.chat_server import ChatModel, create_app
 from hyperseyes_verl.search.base import Hit, InMemoryBackend
 from hyperseyes_verl.testing.local_server import LocalServer

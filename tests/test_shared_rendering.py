@@ -16,7 +16,7 @@ pytestmark = pytest.mark.verl
 from omegaconf import OmegaConf  # noqa: E402
 from test_verl_agent_loop import SAMPLING, _compose, _tok_proc, make_loop, server_for  # noqa: E402
 
-from hyperseyes_verl.agent.runner import run_episode  # noqa: E402
+from hyperseyes_verl.episode.runner import run_episode  # noqa: E402
 from hyperseyes_verl.data.parquet import png_bytes, rl_row, sft_row, write_parquet  # noqa: E402
 from hyperseyes_verl.search.base import Hit, InMemoryBackend  # noqa: E402
 from hyperseyes_verl.ugs.environment import SearchEnvironment  # noqa: E402
@@ -83,7 +83,7 @@ async def _rl_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
 
 async def _sft_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
     """The SFT row's text: the PRS runner -> a solved result line -> `sft_row` -> HyperEyesSFTDataset."""
-    from hyperseyes_verl.recipes.sft_dataset import HyperEyesSFTDataset
+    from hyperseyes_verl.verl.sft_dataset import HyperEyesSFTDataset
 
     image = open_image(png_bytes(_image()))  # what the RL dataset decodes from the parquet row
     env = SearchEnvironment(_backend(), QUESTION, [image], ugs)

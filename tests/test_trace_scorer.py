@@ -13,7 +13,7 @@ from hyperseyes_verl.trace.shared import StoreHandle
 from hyperseyes_verl.trace.store import ReferenceStore
 
 CONTRACT_KEYS = {"acc", "answered", "tool_rounds", "tool_calls", "searches", "ref_rounds", "ref_searches",
-                 "trace_bonus", "opd_eligible", "judge_source", "prompt_key", "hdpo_format"}
+                 "trace_bonus", "opd_eligible", "judge_source", "prompt_key", "hdpo_format", "store_error"}
 
 
 def _agent_fields(answer, rounds, searches, **kw):
@@ -116,14 +116,17 @@ async def test_missing_ground_truth_is_a_clear_error():
         await scorer.score(x)
 
 
-async def test_store_failure_is_counted_and_uses_the_dataset_reference():
+async def test_store_failure_is_flagged_per_row_and_uses_the_dataset_reference():
+    from hyperseyes_verl.trace.metrics import trace_metrics
+
     class DeadStore:
         async def arecord(self, *a):
             raise ConnectionError("actor died")
 
-    scorer = TraceScorer(TraceConfig(), store=DeadStore())
-    out = await scorer.score(_row())
-    assert out["reward_extra_info"]["ref_rounds"] == 3.0 and scorer.counts["trace/store_errors"] == 1
+    dead = (await TraceScorer(TraceConfig(), store=DeadStore()).score(_row()))["reward_extra_info"]
+    ok = (await _scorer()[0].score(_row()))["reward_extra_info"]
+    assert dead["ref_rounds"] == 3.0 and dead["store_error"] == 1 and ok["store_error"] == 0
+    assert trace_metrics([dead, ok, dead])["trace/store_errors"] == 2.0
 
 
 def test_config_errors_name_the_field():

@@ -24,7 +24,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 from verl.utils.tokenizer.tokenizer import hf_processor, hf_tokenizer  # noqa: E402
 
 from hyperseyes_verl.search.base import FailureKind, Hit, InMemoryBackend  # noqa: E402
-from hyperseyes_verl.testing.fake_server import FakeServerManager  # noqa: E402
+from hyperseyes_verl.testing.fake_llm_server import FakeServerManager  # noqa: E402
 from hyperseyes_verl.ugs.types import MAX_TOKENS_PER_TURN  # noqa: E402
 from hyperseyes_verl.verl import agent_loop as hal  # noqa: E402
 from hyperseyes_verl.verl import image_pads  # noqa: E402

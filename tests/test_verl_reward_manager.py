@@ -63,7 +63,7 @@ def _row(tokenizer, response: str, extra_fields: dict, num_turns: int, *, split=
 
 
 CONTRACT_KEYS = {"acc", "answered", "tool_rounds", "tool_calls", "searches", "ref_rounds", "ref_searches",
-                 "trace_bonus", "opd_eligible", "judge_source", "prompt_key", "hdpo_format"}
+                 "trace_bonus", "opd_eligible", "judge_source", "prompt_key", "hdpo_format", "store_error"}
 
 
 SEARCHES = "+hyperseyes.trace.official.counting=searches"  # counts from the agent loop's fields, not the text

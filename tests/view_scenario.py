@@ -90,7 +90,7 @@ QWEN_SPECIAL = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|vision_start|>
 async def episode_messages(turns: list[str], question: str, image: Image.Image) -> tuple[list[dict], dict]:
     """Chat messages of one scripted episode in the real environment (observations as tool messages), and
     the agent loop's extra fields (CONTRACTS §3) for it."""
-    from hyperseyes_verl.agent.runner import user_content
+    from hyperseyes_verl.episode.runner import user_content
     from hyperseyes_verl.ugs.environment import SearchEnvironment
     from hyperseyes_verl.ugs.schema import system_prompt
 

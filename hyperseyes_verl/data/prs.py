@@ -30,7 +30,7 @@ from hyperseyes_verl.ugs.types import UGSConfig
 from hyperseyes_verl.utils.images import open_image
 from hyperseyes_verl.utils.jsonl import AppendOnlyJsonl
 
-from ..agent.runner import SamplingParams, run_episode
+from ..episode.runner import SamplingParams, run_episode
 
 Judge = Callable[[str | None, list[str]], bool]
 _RULE_JUDGE = RuleJudge()  # stateless: one for every call

@@ -22,7 +22,7 @@ ENDPOINT_FLAGS = {"timeout_s": "timeout"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..agent.runner import SamplingParams
+    from ..episode.runner import SamplingParams
     from ..ugs.types import UGSConfig
     from ..utils.cli import add_model_options
     from ..utils.openai_chat import EndpointConfig
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from hyperseyes_verl.search.factory import build_backend
 
     from ..utils.openai_chat import EndpointConfig, OpenAIChatClient
-    from ..agent.runner import SamplingParams
+    from ..episode.runner import SamplingParams
     from ..ugs.types import UGSConfig
     from ..utils.cli import model_kwargs
     from .prs import PRSConfig, run_prs

@@ -30,7 +30,7 @@ UGS_FLAGS = {"max_tool_rounds": "max-rounds"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from hyperseyes_verl.agent.runner import SamplingParams
+    from hyperseyes_verl.episode.runner import SamplingParams
     from hyperseyes_verl.eval.evaluate import EvalConfig
     from hyperseyes_verl.ugs.types import UGSConfig
     from hyperseyes_verl.utils.cli import add_model_options
@@ -91,7 +91,7 @@ def _backend(args):
 
 
 def build_config(args):
-    from hyperseyes_verl.agent.runner import SamplingParams
+    from hyperseyes_verl.episode.runner import SamplingParams
     from hyperseyes_verl.eval.evaluate import EvalConfig
     from hyperseyes_verl.judge.judge import JudgeConfig
     from hyperseyes_verl.judge.llm import LLMJudgeConfig

@@ -1,6 +1,6 @@
 """Evaluate a model on benchmark items: the training environment, prompts and budgets, any chat endpoint.
 
-Each item is one `run_episode` (hyperseyes_verl.agent.runner) in a fresh `SearchEnvironment`, judged by
+Each item is one `run_episode` (hyperseyes_verl.episode.runner) in a fresh `SearchEnvironment`, judged by
 hyperseyes_verl.judge, and appended to `results.jsonl` the moment it finishes; a rerun skips the ids already
 there, so an interrupted evaluation resumes where it stopped; items that ended on endpoint failures or errors
 are run again. The run's fingerprint (model, endpoint, data file hash, search, environment, decoding, judge) is
@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from hyperseyes_verl.agent.runner import EpisodeRecord, SamplingParams, content_text, run_episode
+from hyperseyes_verl.episode.runner import EpisodeRecord, SamplingParams, content_text, run_episode
 from hyperseyes_verl.eval.loaders import EvalItem
 from hyperseyes_verl.eval.report import RUN_INFO
 from hyperseyes_verl.eval.results import ItemResult, ResultsFile

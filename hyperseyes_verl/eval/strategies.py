@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from hyperseyes_verl.agent.runner import content_text, estimate_tokens
+from hyperseyes_verl.episode.runner import content_text, estimate_tokens
 from hyperseyes_verl.data.gallery import DEMO_CLASSES, EntityClass
 from hyperseyes_verl.data.questions import evaluate, satisfies
 from hyperseyes_verl.utils.openai_chat import ChatReply, image_data_url

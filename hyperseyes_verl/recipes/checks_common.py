@@ -8,7 +8,7 @@ import importlib
 import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -251,10 +251,12 @@ def _backend_sections(node, path: str = "") -> Iterator[tuple[str, dict]]:
             yield from _backend_sections(v, f"{path}[{i}]")
 
 
-def check_backend_keys(sections: dict, report: Report, environ=os.environ) -> None:
+def check_backend_keys(sections: dict, report: Report, environ: Mapping[str, str] | None = None) -> None:
     """Web search backends read their key from an environment variable: it must be set where training runs.
     `sections` maps a name (config key or file) to a plain container searched for backend configs
-    (`{"type": "serper", "api_key_env": ...}`); every `*_env` field of a web backend must name a set variable."""
+    (`{"type": "serper", "api_key_env": ...}`); every `*_env` field of a web backend must name a set variable.
+    `environ`: default the process environment at the call (not at import: a test's monkeypatch must count)."""
+    environ = os.environ if environ is None else environ
     for origin, tree in sections.items():
         for path, backend in _backend_sections(tree):
             kind = backend["type"]
@@ -281,7 +283,7 @@ def check_image_token_cap(value, key: str, report: Report, dataset_class: str | 
 
     if dataset_class is not None and dataset_class != "HyperEyesSFTDataset":
         report.fail("images", f"data.custom_cls.name = {dataset_class!r} does not cap images: use "
-                              "HyperEyesSFTDataset (data.custom_cls.path=pkg://hyperseyes_verl.recipes.sft_dataset) "
+                              "HyperEyesSFTDataset (data.custom_cls.path=pkg://hyperseyes_verl.verl.sft_dataset) "
                               f"so SFT images get the {IMAGE_TOKEN_CAP}-token cap RL uses")
         return
     if value != IMAGE_TOKEN_CAP:

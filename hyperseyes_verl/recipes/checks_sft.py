@@ -153,7 +153,7 @@ def validate_sft(cfg: DictConfig, report: Report, allow_missing_models: bool, to
         except Exception as exc:
             dataset_ok = False
             report.fail("import", f"data.custom_cls {custom_path}:{custom_name} cannot be loaded ({error_text(exc)})")
-    from hyperseyes_verl.recipes.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS
+    from hyperseyes_verl.verl.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS
     check_image_token_cap(select(cfg, "data.max_image_tokens", DEFAULT_MAX_IMAGE_TOKENS), "data.max_image_tokens",
                           report, custom_name or "MultiTurnSFTDataset")
     files = []

@@ -5,7 +5,6 @@ Pure of verl; the verl reward manager only decodes the row, hands over its store
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +67,6 @@ class TraceScorer:
         self._store = store
         self._own_store = store is None
         self._connect = connect
-        self.counts: Counter[str] = Counter()
         self._warned_no_step = False
 
     @property
@@ -94,20 +92,20 @@ class TraceScorer:
         return answered and not bad and not traj.truncated
 
     async def _reference(self, key: str, validation: bool, init_r: int, init_s: int, correct: bool,
-                         rounds: int, searches: int) -> RefInfo:
+                         rounds: int, searches: int) -> tuple[RefInfo, bool]:
+        """The prompt's reference and whether the store failed (then the dataset's reference is used)."""
         if validation:  # never observed, never stored: validation keeps the dataset's reference
-            return RefInfo(init_r, init_s, None, -1)
+            return RefInfo(init_r, init_s, None, -1), False
         try:
-            return await self.store.arecord(key, init_r, init_s, correct, rounds, searches)
-        except Exception as e:  # a dead store actor must not kill training; counted and logged
-            self.counts["trace/store_errors"] += 1
+            return await self.store.arecord(key, init_r, init_s, correct, rounds, searches), False
+        except Exception as e:  # a dead store actor must not kill training: flagged per row (trace/store_errors)
             if self._own_store and self._store is not None and self._store.is_remote:
                 # e.g. the actor died with its owner: get (or re-create) it on the next row
                 self._store.disconnect()
                 self._store = None
             logger.warning("TRACE reference store failed (%s: %s); using the dataset reference for %s",
                            type(e).__name__, e, key)
-            return RefInfo(init_r, init_s, None, -1)
+            return RefInfo(init_r, init_s, None, -1), True
 
     def _lambda(self, x: RolloutInput, info: RefInfo) -> float:
         if x.global_step is None and self.config.paper.schedule == "linear_warmup":
@@ -136,7 +134,8 @@ class TraceScorer:
         split = str(extra_info.get(self.config.validation_marker) or "") if validation else None
         key = prompt_key(x.data_source, extra_info.get("index", x.index), split, x.raw_prompt)
         init_r, init_s = _int_or_none(extra_info.get("ref_rounds")), _int_or_none(extra_info.get("ref_searches"))
-        info = await self._reference(key, validation, init_r, init_s, correct, counts.tool_rounds, counts.searches)
+        info, store_error = await self._reference(key, validation, init_r, init_s, correct, counts.tool_rounds,
+                                                  counts.searches)
 
         acc = 1.0 if correct else 0.0
         if self.config.mode == "paper":
@@ -145,10 +144,10 @@ class TraceScorer:
             reward, bonus = ps.score, ps.bonus
         else:
             reward, bonus = (acc if answered else self.config.official.no_answer_score), 0.0
-        self.counts[f"trace/{'val' if validation else 'train'}_rows"] += 1
         extra = RewardInfo(
             acc=acc, answered=int(answered), tool_rounds=counts.tool_rounds, tool_calls=counts.tool_calls,
             searches=counts.searches, ref_rounds=info.rounds, ref_searches=info.searches, trace_bonus=bonus,
             opd_eligible=int(acc <= 0), judge_source="rule" if verdict.source == "no_answer" else verdict.source,
-            prompt_key=key, hdpo_format=int(self._format_ok(traj, answered)))
+            prompt_key=key, hdpo_format=int(self._format_ok(traj, answered)),
+            store_error=int(store_error))
         return {"reward_score": float(reward), "reward_extra_info": extra.to_dict()}

@@ -24,6 +24,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopManager, AgentLoopW
 
 from hyperseyes_verl.verl import verl_guard
 from hyperseyes_verl.verl.config_reader import hyperseyes_config
+from hyperseyes_verl.verl.paced_start import PacedStartMixin
 from hyperseyes_verl.opd import (
     OPDConfig,
     TeacherStatus,
@@ -150,7 +151,7 @@ def _sequence_ids(output):
                       torch.tensor(output.response_ids, dtype=torch.int64)], dim=0)
 
 
-class GatedAgentLoopWorker(GatedTeacherMixin, AgentLoopWorker):
+class GatedAgentLoopWorker(GatedTeacherMixin, PacedStartMixin, AgentLoopWorker):
     """Legacy (non-TransferQueue) worker."""
 
 
@@ -197,9 +198,9 @@ def gated_worker_tq_class() -> type:
     from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
 
     return type("GatedAgentLoopWorkerTQ",
-                (GatedTeacherMixin, OffLoopMultiModalMixin, AgentLoopWorkerTQ.__ray_actor_class__),
-                {"__doc__": "V1 agent-loop worker that asks the teacher only for failed rollouts and computes the "
-                            "multimodal inputs off the event loop."})
+                (GatedTeacherMixin, OffLoopMultiModalMixin, PacedStartMixin, AgentLoopWorkerTQ.__ray_actor_class__),
+                {"__doc__": "V1 agent-loop worker that asks the teacher only for failed rollouts, computes the "
+                            "multimodal inputs off the event loop and paces its episodes' starts."})
 
 
 def _manager_tq_class() -> type:

@@ -38,7 +38,7 @@ STEP_FILE_RE = re.compile(r"^(\d+)\.jsonl$")
 NESTED = ("extra_fields", "tool_extra_fields", "reward_extra_info")
 _BASE = {"input", "output", "gts", "score", "step"}
 _RULE_JUDGE = RuleJudge()
-_TRAINING_KEYS = ("opd_eligible", "opd_teacher_status", "opd_teacher_tokens", "hdpo_format")
+_TRAINING_KEYS = ("opd_eligible", "opd_teacher_status", "opd_teacher_tokens", "hdpo_format", "store_error")
 
 
 def is_rollout_row(row: Any) -> bool:

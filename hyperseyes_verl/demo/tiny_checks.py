@@ -56,7 +56,9 @@ def reference_rows(snapshot: Path) -> dict[str, tuple[int, int]]:
     return {r["prompt_key"]: (r["ref_rounds"], r["ref_searches"]) for r in store.rows()}
 
 
-def summarize(paths: dict[str, Path], *, rl_model: Path, cfg: dict[str, Any], timings: dict[str, float]) -> dict:
+def summarize(paths: dict[str, Path], *, sft_model: Path, rl_model: Path, cfg: dict[str, Any],
+              timings: dict[str, float]) -> dict:
+    """`sft_model`: the stage-1 model stage 2 started from; `rl_model`: stage 2's last actor, both as HF folders."""
     logs, ckpt = paths["logs"], paths["ckpt"]
     sft = read_metrics(logs / "stage1.jsonl")
     run1, run2 = read_metrics(logs / "stage2_run1.jsonl"), read_metrics(logs / "stage2_run2.jsonl")
@@ -68,8 +70,8 @@ def summarize(paths: dict[str, Path], *, rl_model: Path, cfg: dict[str, Any], ti
     checks["rl_steps"] = {"steps_completed": max((r["step"] for r in rl), default=0),
                           "steps": [r["step"] for r in rl]}
     checks["rl_steps"]["ok"] = checks["rl_steps"]["steps_completed"] >= 2
-    checks["sft_weights_changed"] = weight_change(paths["model"], ckpt / "stage1_merged")
-    checks["rl_weights_changed"] = weight_change(ckpt / "stage1_merged", rl_model)
+    checks["sft_weights_changed"] = weight_change(paths["model"], sft_model)
+    checks["rl_weights_changed"] = weight_change(sft_model, rl_model)
 
     gaps = [r.get("hyperseyes/rollout_logprob_gap_mean") for r in rl]
     checks["rollout_logprob_gap"] = {"per_step": gaps, "threshold": LOGPROB_GAP_MAX,

@@ -23,8 +23,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from hyperseyes_verl.recipes.train_tiny import TinySetup, merge_actor, merge_checkpoint, prepare, run_recipe
-from hyperseyes_verl.recipes.train_tiny_summary import read_metrics
+from hyperseyes_verl.demo.tiny import (TinySetup, merge_actor, merge_checkpoint, prepare, run_recipe,
+                                                run_stage2, stage2_metrics)
+from hyperseyes_verl.demo.tiny_checks import read_metrics, summarize
 from hyperseyes_verl.utils.cli import config_from_argv
 
 # per-RL-step columns of the report: (label, verl metric key)
@@ -55,9 +56,16 @@ class DemoTrainConfig(TinySetup):
     max_new_tokens: int = Field(256, ge=16, description="per assistant turn, in RL and in evaluation")
     eval_limit: int = Field(16, ge=0, description="evaluate the first N questions (0 = all; each model takes "
                             "~6 s per question on 2 cores)")
+    rl_resume: bool = Field(False, description="run stage 2 as two main_ppo invocations, the second resuming from "
+                            "the first's checkpoint, and add `make train-tiny`'s checks to the summary (the test "
+                            "does; costs one more start-up, ~85 s)")
+    teacher_fault_frac: float = Field(0.0, ge=0, le=1, description="with rl_resume: share of teacher requests "
+                                      "that fail on purpose in the resumed invocation")
 
     @model_validator(mode="after")
-    def _teacher_trains_longer(self) -> "DemoTrainConfig":
+    def _check_steps(self) -> "DemoTrainConfig":
+        if self.rl_resume and self.rl_steps < 2:
+            raise ValueError("rl_resume needs rl_steps >= 2: the first invocation stops a step early")
         if self.student_step >= self.sft_steps:
             raise ValueError(f"student_step ({self.student_step}) must be below sft_steps ({self.sft_steps}): the "
                              "teacher is the same SFT run trained longer")
@@ -94,10 +102,10 @@ def turn_validity(results) -> dict[str, Any]:
 async def _evaluate_models(items_path: Path, index: Path, models: dict[str, Path], out: Path,
                            max_new_tokens: int, ugs, limit: int = 0) -> dict[str, list]:
     from hyperseyes_verl.utils.openai_chat import EndpointConfig, OpenAIChatClient
-    from hyperseyes_verl.agent.runner import SamplingParams
+    from hyperseyes_verl.episode.runner import SamplingParams
     from hyperseyes_verl.eval.evaluate import EvalConfig, evaluate
     from hyperseyes_verl.eval.loaders import load_benchmark
-    from hyperseyes_verl.eval.demo import run_scripted
+    from hyperseyes_verl.demo.scripted import run_scripted
     from hyperseyes_verl.hf.chat_server import ChatModel, create_app
     from hyperseyes_verl.search.factory import build_backend
     from hyperseyes_verl.testing.local_server import LocalServer
@@ -177,13 +185,12 @@ def train_demo(cfg: DemoTrainConfig) -> dict[str, Any]:
     student, teacher = merge_sft(paths, cfg.student_step), paths["ckpt"] / "stage1_merged"
     _say(f"[3/5] stage 2: RL for {cfg.rl_steps} steps (TRACE official, OPD from the step-{cfg.sft_steps} teacher)")
     t = time.perf_counter()
-    run_recipe(paths, 2, "stage2", [f"trainer.total_training_steps={cfg.rl_steps}",
-                                    f"trainer.rollout_data_dir={out.resolve() / 'rollouts'}",
-                                    # an epoch of 2 steps: references tighten at its end, within the demo
-                                    f"data.train_batch_size={cfg.rl_batch}",
-                                    f"data.train_max_samples={cfg.rl_prompts}",
-                                    # a 4-box call is ~150 tokens with digit-level number tokens
-                                    f"hyperseyes.agent_loop.max_tokens_per_turn={cfg.max_new_tokens}"],
+    run_stage2(paths, steps=cfg.rl_steps, resume=cfg.rl_resume, teacher_fault_frac=cfg.teacher_fault_frac,
+               overrides=[f"trainer.rollout_data_dir={out.resolve() / 'rollouts'}",
+                          # an epoch of 2 steps: references tighten at its end, within the demo
+                          f"data.train_batch_size={cfg.rl_batch}", f"data.train_max_samples={cfg.rl_prompts}",
+                          # a 4-box call is ~150 tokens with digit-level number tokens
+                          f"hyperseyes.agent_loop.max_tokens_per_turn={cfg.max_new_tokens}"],
                env={"STAGE1_MODEL": str(student), "TEACHER_PATH": str(teacher)})
     rl_model = merge_actor(paths, cfg.rl_steps)
     timings["rl_s"] = time.perf_counter() - t
@@ -194,9 +201,14 @@ def train_demo(cfg: DemoTrainConfig) -> dict[str, Any]:
                                           out / "eval", cfg.max_new_tokens, rl_environment(), cfg.eval_limit))
     timings["eval_s"] = time.perf_counter() - t
     _say("[5/5] report")
-    summary = write_demo_report(out, cfg, by_run, read_metrics(paths["logs"] / "stage2.jsonl"),
-                                read_metrics(paths["logs"] / "stage1.jsonl"), timings | {
-                                    "total_s": time.perf_counter() - t0})
+    timings["total_s"] = time.perf_counter() - t0
+    summary = write_demo_report(out, cfg, by_run, stage2_metrics(paths), read_metrics(paths["logs"] / "stage1.jsonl"),
+                                timings)
+    if cfg.rl_resume:  # `make train-tiny`'s checks, read back from this run's own artefacts
+        checks = summarize(paths, sft_model=student, rl_model=rl_model, cfg=cfg.model_dump(), timings=timings)
+        summary |= {"checks": checks["checks"], "checks_ok": checks["ok"], "checks_report": checks["report"]}
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        print("\n".join(checks["report"]))
     return summary
 
 
@@ -242,7 +254,7 @@ def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from_argv(DemoTrainConfig, argv, "python -m hyperseyes_verl.recipes.train_demo",
+    cfg = config_from_argv(DemoTrainConfig, argv, "python -m hyperseyes_verl.demo.train",
                            __doc__.split("\n")[0])
     try:
         summary = train_demo(cfg)

@@ -12,7 +12,7 @@ This subclass replaces the image loading and decodes the tools. Images (`{"bytes
 resized with `hyperseyes_verl.utils.images.fit_image_tokens` to at most `data.max_image_tokens` visual tokens
 (default `IMAGE_TOKEN_CAP`), the function and the cap the RL agent loop applies to every image, with the
 processor's patch × merge size, so SFT and RL show the model the same pixels. Select it with
-`data.custom_cls.path=pkg://hyperseyes_verl.recipes.sft_dataset data.custom_cls.name=HyperEyesSFTDataset`.
+`data.custom_cls.path=pkg://hyperseyes_verl.verl.sft_dataset data.custom_cls.name=HyperEyesSFTDataset`.
 """
 from __future__ import annotations
 

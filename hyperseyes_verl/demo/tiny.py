@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hyperseyes_verl.recipes.train_tiny_summary import summarize
+from hyperseyes_verl.demo.tiny_checks import read_metrics, summarize
 from hyperseyes_verl.utils.cli import config_from_argv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def prepare(cfg: TinySetup) -> dict[str, Path]:
     from hyperseyes_verl.data.parquet import rl_rows, sft_rows, write_parquet
     from hyperseyes_verl.data.prs import PRSConfig, read_results, run_prs
     from hyperseyes_verl.data.synth import read_items
-    from hyperseyes_verl.eval.demo import DemoConfig, build_data
+    from hyperseyes_verl.demo.scripted import DemoConfig, build_data
     from hyperseyes_verl.eval.loaders import load_benchmark
     from hyperseyes_verl.eval.strategies import ScriptedClient, specs_from_items
     from hyperseyes_verl.search.factory import build_backend
@@ -142,6 +142,23 @@ def merge_actor(paths: dict[str, Path], step: int) -> Path:
                             paths["ckpt"] / f"stage2_step{step}_hf")
 
 
+def run_stage2(paths: dict[str, Path], *, steps: int, resume: bool, teacher_fault_frac: float,
+               overrides: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Stage 2 through main_ppo to `steps`: one invocation (`stage2_run1`), or with `resume` one that stops a step
+    early and a second (`stage2_run2`) that resumes from its checkpoint with `teacher_fault_frac` of the teacher's
+    requests failing on purpose: verl's resume, the TRACE references it restores and the teacher's failure path."""
+    runs = [("stage2_run1", steps - 1, {}), ("stage2_run2", steps,
+                                         {"HYPERSEYES_HF_TEACHER_FAULT_FRAC": str(teacher_fault_frac)})] if resume \
+        else [("stage2_run1", steps, {})]
+    return {f"{name}_s": run_recipe(paths, 2, name, [f"trainer.total_training_steps={n}", *overrides],
+                                    env={**(env or {}), **extra}) for name, n, extra in runs}
+
+
+def stage2_metrics(paths: dict[str, Path]) -> list[dict]:
+    """Per-step metrics of stage 2, over both invocations when it resumed."""
+    return [r for name in ("stage2_run1", "stage2_run2") for r in read_metrics(paths["logs"] / f"{name}.jsonl")]
+
+
 def train_tiny(cfg: TrainTinyConfig) -> dict:
     t0 = time.perf_counter()
     paths = prepare(cfg)
@@ -150,22 +167,19 @@ def train_tiny(cfg: TrainTinyConfig) -> dict:
                                                           f"trainer.save_freq={cfg.sft_steps}",
                                                           f"model.lora_rank={cfg.sft_lora_rank}",
                                                           f"optim.lr={cfg.sft_lr}"])
-    first = cfg.rl_steps - 1
     rollouts = f"trainer.rollout_data_dir={Path(cfg.out).resolve() / 'rollouts'}"  # `hyperseyes view` reads them
-    timings["stage2_run1_s"] = run_recipe(paths, 2, "stage2_run1", [f"trainer.total_training_steps={first}",
-                                                                    rollouts])
-    fault_env = {"HYPERSEYES_HF_TEACHER_FAULT_FRAC": str(cfg.teacher_fault_frac)}
-    timings["stage2_run2_s"] = run_recipe(paths, 2, "stage2_run2", [f"trainer.total_training_steps={cfg.rl_steps}",
-                                                                    rollouts], env=fault_env)
+    timings |= run_stage2(paths, steps=cfg.rl_steps, resume=True, teacher_fault_frac=cfg.teacher_fault_frac,
+                          overrides=[rollouts])
     rl_model = merge_actor(paths, cfg.rl_steps)
     timings["total_s"] = time.perf_counter() - t0
-    summary = summarize(paths, rl_model=rl_model, cfg=cfg.model_dump(), timings=timings)
+    summary = summarize(paths, sft_model=paths["ckpt"] / "stage1_merged", rl_model=rl_model, cfg=cfg.model_dump(),
+                        timings=timings)
     (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config_from_argv(TrainTinyConfig, argv, "python -m hyperseyes_verl.recipes.train_tiny",
+    cfg = config_from_argv(TrainTinyConfig, argv, "python -m hyperseyes_verl.demo.tiny",
                            __doc__.split("\n")[0])
     try:
         summary = train_tiny(cfg)
