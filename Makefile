@@ -37,9 +37,9 @@ TEST_WORKERS ?= 2
 test: venv
 	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
-# the pure core, < 60 s on 2 cores: leaves out tests marked verl (verl, Ray, training subprocesses), slow and e2e
+# the pure core, ≈ 60 s on 2 cores: leaves out tests marked verl (verl, Ray, training subprocesses), slow and e2e
 test-fast: venv
-	$(BIN)/python -m pytest -q -x -m "not verl and not slow and not e2e" --durations=5
+	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) -m "not verl and not slow and not e2e" --durations=5
 
 bench: venv
 	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
