@@ -8,7 +8,8 @@
    HyperEyes agent loop on the embedded index, TRACE official, OPD from a separately served teacher through
    the gated manager; the first invocation stops after step `rl_steps - 1` (checkpoint saved every step), the
    second resumes and finishes — with a teacher that fails on purpose for a share of the sequences;
-4. `summary.json`: what `summarize` checks (tests/test_train_tiny_e2e.py asserts it); the rollouts of every
+4. `summary.json`: what `summarize` checks (CI asserts the same checks on the demo's pipeline at test size,
+   tests/test_train_demo_e2e.py, and stage 1 here in tests/test_train_tiny_e2e.py); the rollouts of every
    step are dumped to `rollouts/` (`hyperseyes view <out>` shows them with the logged metrics).
 The model is random, so nothing here measures learning: it proves the machinery (issue #12 adds learning).
 """

@@ -1,7 +1,7 @@
 """`make demo`: the product's main job at toy size on a CPU box — data, stage-1 SFT, stage-2 RL, evaluation, report.
 
 1. the demo's data (gallery → synthetic questions → embedded index → PRS with the scripted teacher → SFT / RL
-   parquet) and a tiny random Qwen-VL whose tokenizer is trained on that data (`train_tiny.prepare`);
+   parquet) and a tiny random Qwen-VL whose tokenizer is trained on that data (`tiny.prepare`);
 2. stage 1 through verl's `sft_trainer` (full fine-tuning): the checkpoint at `student_step` is the policy, the
    one at `sft_steps` — the same run trained longer — is the OPD teacher;
 3. stage 2 through `main_ppo`: the HyperEyes agent loop on the embedded index, TRACE official with reference
@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from hyperseyes_verl.demo.tiny import (TinySetup, merge_actor, merge_checkpoint, prepare, run_recipe,
-                                                run_stage2, stage2_metrics)
+from hyperseyes_verl.demo.tiny import (TinySetup, merge_actor, merge_checkpoint, prepare, run_recipe, run_stage2,
+                                       stage2_metrics)
 from hyperseyes_verl.demo.tiny_checks import read_metrics, summarize
 from hyperseyes_verl.utils.cli import config_from_argv
 
