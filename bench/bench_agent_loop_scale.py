@@ -19,8 +19,8 @@ event-loop stall (how late a 5 ms timer fired), the stall at the start (all N ta
 verl's `AgentLoopWorker.generate_sequences` does, so every episode's synchronous start — building the loop with
 hydra, up to its first await — runs back to back), the longest stall after that, and gen-2 GC time. By default
 each level runs three times (`--rows`): verl's worker as is, with `gc.freeze()` after warm-up, and as our worker
-runs it (`paced`: gc.freeze() + each episode waiting at a StartGate that lets 4 synchronous starts run per loop
-turn, hyperseyes_verl.verl.paced_start). Only the agent loop runs: verl's per-episode postprocess (padding,
+runs it (`paced`: gc.freeze() + each episode waiting at a StartGate that lets `--starts-per-turn` (default: the
+config's, 1) synchronous starts run per loop turn, hyperseyes_verl.verl.paced_start). Only the agent loop runs: verl's per-episode postprocess (padding,
 position ids) and the reward do not.
 `--pixels small` (default) keeps the tiny processor's own budget (28²..28²·16 px) with a 300×225 source image
 (crops of 100×75), so 1024 episodes take ~30 s on 2 cores; `--pixels real` uses the released Qwen2.5-VL
@@ -55,6 +55,8 @@ import time
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from hyperseyes_verl.config import AgentLoopConfig  # noqa: E402  (pure: no verl import)
 
 REAL_BUDGET = {"qwen2_5_vl": (56 * 56, 28 * 28 * 16384), "qwen3_vl": (256 * 256, 4096 * 4096)}
 SOURCE = {"real": (3000, 2250), "small": (300, 225)}  # input image; the 6 boxes cut 1000×750 / 100×75 crops
@@ -255,9 +257,10 @@ def _measure(args) -> None:
     if args.mode == "turns":
         res.update(asyncio.run(_per_turn(args.model_dir, args.family, args.episodes, args.rounds)))
     else:
-        paced = args.mode == "paced"  # our worker's defaults (AgentLoopConfig): 4 starts per turn, gc.freeze()
+        paced = args.mode == "paced"  # our worker: --starts-per-turn (AgentLoopConfig's default 4), gc.freeze()
         res.update(asyncio.run(_concurrent(args.model_dir, args.family, int(args.concurrent),
-                                           args.mode in ("gc_freeze", "paced"), args.pixels, 4 if paced else 0)))
+                                           args.mode in ("gc_freeze", "paced"), args.pixels,
+                                           args.starts_per_turn if paced else 0)))
     print("RESULT " + json.dumps(res))
 
 
@@ -285,7 +288,9 @@ def main() -> int:
                     "processor's budget with a 300x225 source (small) or the released budget with 3000x2250 (real)")
     ap.add_argument("--rows", choices=("all", "verl", "freeze", "paced"), default="all", help="concurrency "
                     "section, per level: verl's worker as is (default gc), with gc.freeze() after warm-up, our "
-                    "worker (paced starts, 4 per loop turn, + gc.freeze), or all three")
+                    "worker (paced starts + gc.freeze), or all three")
+    ap.add_argument("--starts-per-turn", type=int, default=AgentLoopConfig().starts_per_turn, help="paced rows: "
+                    "synchronous episode starts per event-loop turn (hyperseyes.agent_loop.starts_per_turn)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="turns", help=argparse.SUPPRESS)
     ap.add_argument("--family", default="qwen2_5_vl", help=argparse.SUPPRESS)
@@ -307,7 +312,8 @@ def main() -> int:
     if args.episodes:
         subprocess.run(f"git -C {repo} archive HEAD | tar -x -C {before}", shell=True, check=True)
     dirs = {f: str(build_tiny_vl(os.path.join(tmp, f), f)) for f in REAL_BUDGET}
-    common = ["--episodes", str(args.episodes), "--rounds", str(args.rounds), "--pixels", args.pixels]
+    common = ["--episodes", str(args.episodes), "--rounds", str(args.rounds), "--pixels", args.pixels,
+              "--starts-per-turn", str(args.starts_per_turn)]
     print(f"machine: {os.cpu_count()} CPUs")
     if args.episodes:
         print(f"per turn: {args.episodes} timed episodes per cell (after 1 warm-up), {args.rounds} rounds x 6 crops "
@@ -362,7 +368,7 @@ def main() -> int:
           "gen-2 GC) or for a core; loop init: median wall ms to build one agent loop (hydra), part of every task's "
           "synchronous start; gen-2 GC: total (passes). worker: verl = verl's worker as is; freeze = + gc.freeze() "
           "after warm-up; paced = our worker (hyperseyes_verl.verl.paced_start): + each episode waits at a "
-          "StartGate, 4 synchronous starts per loop turn")
+          f"StartGate, {args.starts_per_turn} synchronous start(s) per loop turn")
     return 0
 
 

@@ -57,9 +57,10 @@ class AgentLoopConfig(BaseModel):
         "to the processor's max_pixels")
     # the agent-loop worker (hyperseyes_verl.verl.paced_start), one per worker process
     starts_per_turn: int = Field(
-        4, ge=0, description="episodes whose synchronous start (verl builds each agent loop through hydra, ~6 ms) "
-        "runs per event-loop turn of the agent-loop worker; 0 = all in one turn, as verl does (1.5 s without "
-        "handling any reply at 256 episodes)")
+        1, ge=0, description="episodes whose synchronous start (verl builds each agent loop through hydra, ~7 ms) "
+        "runs per event-loop turn of the agent-loop worker; 0 = all in one turn, as verl does (1.9 s without "
+        "handling any reply at 256 episodes). Episodes started together also advance together: 1 gave the "
+        "shortest stalls at 256 (bench/bench_agent_loop_scale.py --rows paced --starts-per-turn N)")
     freeze_gc: bool = Field(True, description="gc.freeze() once the agent-loop worker is built: the ~500k objects "
                             "of verl / torch / transformers leave the collector's full passes")
 
