@@ -16,6 +16,8 @@ from hyperseyes_verl.testing.fake_search_server import API_KEY, FaultState, faul
 from hyperseyes_verl.testing.local_server import LocalServer, closed_port_url
 
 FAST = {"timeout_s": 0.3, "total_timeout_s": 1.5, "max_attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.05}
+# tests that expect an answer (or a non-timeout failure): a loaded box must not turn them into timeouts
+PATIENT = {**FAST, "timeout_s": 10.0, "total_timeout_s": 30.0}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def serper_cfg(server, monkeypatch):
 
 
 async def test_serper_text_search_returns_hits(serper_cfg):
-    backend = build_backend(serper_cfg)
+    backend = build_backend({**serper_cfg, "http": PATIENT})
     hits = await backend.text_search("eiffel tower", 3)
     assert [h.title for h in hits] == ["eiffel tower result 0", "eiffel tower result 1", "eiffel tower result 2"]
     assert hits[1].url == "https://ex.org/1" and hits[0].snippet == "about eiffel tower #0"
@@ -43,7 +45,8 @@ async def test_serper_text_search_returns_hits(serper_cfg):
 
 async def test_wrong_key_is_http_status_without_retry_and_key_never_in_message(server, monkeypatch):
     monkeypatch.setenv("HYP_TEST_SERPER_KEY", "wrong-secret-value")
-    backend = build_backend({"type": "serper", "base_url": server.url, "api_key_env": "HYP_TEST_SERPER_KEY", "http": FAST})
+    backend = build_backend({"type": "serper", "base_url": server.url, "api_key_env": "HYP_TEST_SERPER_KEY",
+                             "http": PATIENT})
     with pytest.raises(SearchFailure) as e:
         await backend.text_search("anything", 3)
     assert e.value.kind is FailureKind.HTTP_STATUS and "403" in str(e.value) and "API key" in str(e.value)
@@ -107,7 +110,7 @@ async def test_concurrency_cap_limits_in_flight_requests(server):
     server.state.max_in_flight, server.state.delay_s = 0, 0.05
     try:
         backend = build_backend({"type": "search_r1", "url": server.url,
-                                 "http": {**FAST, "max_concurrency": 3, "limit_group": "cap-test"}})
+                                 "http": {**PATIENT, "max_concurrency": 3, "limit_group": "cap-test"}})
         rows = await asyncio.gather(*(backend.text_search(f"cap{i}", 2) for i in range(12)))
         assert [r[0].title for r in rows] == [f"cap{i} title 0" for i in range(12)]
         assert 1 <= server.state.max_in_flight <= 3  # 12 concurrent searches, cap 3
@@ -133,7 +136,7 @@ async def test_token_bucket_paces_requests():
 
 
 async def test_search_r1_parses_titles_scores_and_batches(server):
-    backend = build_backend({"type": "search_r1", "url": server.url, "batch_window_ms": 30, "http": FAST})
+    backend = build_backend({"type": "search_r1", "url": server.url, "batch_window_ms": 30, "http": PATIENT})
     before = len(server.state.batch_sizes)
     rows = await asyncio.gather(*(backend.text_search(f"batch{i}", 3) for i in range(6)))
     assert [h.title for h in rows[4]] == ["batch4 title 0", "batch4 title 1", "batch4 title 2"]
@@ -143,7 +146,7 @@ async def test_search_r1_parses_titles_scores_and_batches(server):
 
 
 async def test_search_r1_batch_failure_reaches_every_waiter(server):
-    backend = build_backend({"type": "search_r1", "url": server.url, "batch_window_ms": 20, "http": FAST})
+    backend = build_backend({"type": "search_r1", "url": server.url, "batch_window_ms": 20, "http": PATIENT})
     results = await asyncio.gather(backend.text_search("ok one", 3), backend.text_search("malformed", 3),
                                    return_exceptions=True)
     assert all(isinstance(r, SearchFailure) and r.kind is FailureKind.BAD_PAYLOAD for r in results)
@@ -151,7 +154,7 @@ async def test_search_r1_batch_failure_reaches_every_waiter(server):
 
 
 async def test_search_r1_min_score_and_no_image_endpoint(server):
-    backend = build_backend({"type": "search_r1", "url": server.url, "min_score": 0.75, "http": FAST})
+    backend = build_backend({"type": "search_r1", "url": server.url, "min_score": 0.75, "http": PATIENT})
     hits = await backend.text_search("scored", 3)
     assert [h.score for h in hits] == [pytest.approx(0.9), pytest.approx(0.8)]
     with pytest.raises(SearchFailure) as e:

@@ -1,9 +1,9 @@
 """The product's main job at a smaller size, once, through verl's entry points (`make demo`, plus `make train-tiny`'s
 checks): stage-1 SFT teaches the tool-call format (the share of assistant turns that open a call or an answer rises
 from the base model's); stage 2 runs through main_ppo as two invocations, the second resuming from the first's
-checkpoint with three in four of the teacher's requests failing on purpose (chosen by a hash of the
-tokens: 0.75 so that 4 rollouts almost surely include one); TRACE scores every step; the served base / SFT /
-RL checkpoints are evaluated into the report. One pipeline for both toy runs: each main_ppo start costs ~80 s."""
+checkpoint with 3 in 4 of the teacher's requests failing on purpose (picked by a hash of the tokens: at 0.5, 4
+rollouts had no failure in one run); TRACE scores every step; the served base / SFT / RL checkpoints are evaluated
+into the report. One pipeline for both toy runs: each main_ppo start costs ~80 s on 2 cores."""
 from __future__ import annotations
 
 import json
