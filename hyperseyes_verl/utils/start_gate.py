@@ -1,8 +1,8 @@
 """Let a burst of asyncio tasks run their synchronous start a few per event-loop turn.
 
 verl's agent-loop worker creates every episode's task at once; each runs its synchronous start (building the agent
-loop through hydra, ~6 ms) before its first real await. asyncio runs every task that is ready in one turn, so 256
-starts block the loop for ~1.5 s: no generate reply, search result or timer is handled meanwhile. Awaiting
+loop through hydra, 6-7 ms) before its first real await. asyncio runs every task that is ready in one turn, so 256
+starts block the loop for ~2 s: no generate reply, search result or timer is handled meanwhile. Awaiting
 `StartGate.wait()` first queues the task; each turn lets `per_turn` of them through, in arrival order.
 """
 from __future__ import annotations

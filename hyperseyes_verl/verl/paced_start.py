@@ -1,8 +1,8 @@
 """The agent-loop worker's episode starts, paced, and its start-up objects kept out of the garbage collector.
 
 verl's `AgentLoopWorker.generate_sequences` creates every episode's task at once, and `_run_agent_loop` builds the
-agent loop through hydra (~6 ms, synchronous) before its first await: at 256 episodes the worker's event loop
-handles no server reply, search result or timer for ~1.5 s (bench/bench_agent_loop_scale.py). Each episode here
+agent loop through hydra (6-7 ms, synchronous) before its first await: at 256 episodes the worker's event loop
+handles no server reply, search result or timer for ~2 s (bench/bench_agent_loop_scale.py). Each episode here
 first waits at a `StartGate` (`hyperseyes.agent_loop.starts_per_turn` per loop turn). `gc.freeze()` after the
 worker is built moves the modules, tokenizer and processor (~500k objects) out of the collector's full passes,
 which otherwise pause the loop ~0.4 s each.
