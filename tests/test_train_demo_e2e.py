@@ -7,7 +7,6 @@ into the report. One pipeline for both toy runs: each main_ppo start costs ~80 s
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -25,14 +24,10 @@ def demo(short_tmp):
                           sft_lr=3e-3, rl_steps=2, rl_batch=2, rl_resume=True, teacher_fault_frac=0.75, eval_limit=3)
     # its own Ray sessions beside other workers' tests, and Ray's workers at normal priority: Ray starts them at
     # nice 15, below the suite's other worker (conftest lowers that one to 10), and this is the critical path
-    env = {"RAY_TMPDIR": f"{short_tmp}/ray_demo", "RAY_worker_niceness": "0"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_TMPDIR", f"{short_tmp}/ray_demo")
+        mp.setenv("RAY_worker_niceness", "0")
         summary = train_demo(cfg)
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.update({k: v})
     print("\n".join(summary["checks_report"]))
     return summary, out
 

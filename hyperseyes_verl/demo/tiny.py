@@ -148,9 +148,9 @@ def run_stage2(paths: dict[str, Path], *, steps: int, resume: bool, teacher_faul
     """Stage 2 through main_ppo to `steps`: one invocation (`stage2_run1`), or with `resume` one that stops a step
     early and a second (`stage2_run2`) that resumes from its checkpoint with `teacher_fault_frac` of the teacher's
     requests failing on purpose: verl's resume, the TRACE references it restores and the teacher's failure path."""
-    runs = [("stage2_run1", steps - 1, {}), ("stage2_run2", steps,
-                                         {"HYPERSEYES_HF_TEACHER_FAULT_FRAC": str(teacher_fault_frac)})] if resume \
-        else [("stage2_run1", steps, {})]
+    runs = [("stage2_run1", steps - 1 if resume else steps, {})]
+    if resume:
+        runs.append(("stage2_run2", steps, {"HYPERSEYES_HF_TEACHER_FAULT_FRAC": str(teacher_fault_frac)}))
     return {f"{name}_s": run_recipe(paths, 2, name, [f"trainer.total_training_steps={n}", *overrides],
                                     env={**(env or {}), **extra}) for name, n, extra in runs}
 

@@ -202,18 +202,19 @@ def train_demo(cfg: DemoTrainConfig) -> dict[str, Any]:
     timings["eval_s"] = time.perf_counter() - t
     _say("[5/5] report")
     timings["total_s"] = time.perf_counter() - t0
-    summary = write_demo_report(out, cfg, by_run, stage2_metrics(paths), read_metrics(paths["logs"] / "stage1.jsonl"),
-                                timings)
+    extra = {}
     if cfg.rl_resume:  # `make train-tiny`'s checks, read back from this run's own artefacts
         checks = summarize(paths, sft_model=student, rl_model=rl_model, cfg=cfg.model_dump(), timings=timings)
-        summary |= {"checks": checks["checks"], "checks_ok": checks["ok"], "checks_report": checks["report"]}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        extra = {"checks": checks["checks"], "checks_ok": checks["ok"], "checks_report": checks["report"]}
         print("\n".join(checks["report"]))
-    return summary
+    return write_demo_report(out, cfg, by_run, stage2_metrics(paths), read_metrics(paths["logs"] / "stage1.jsonl"),
+                             timings, extra)
 
 
 def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], rl_rows: list[dict],
-                      sft_rows: list[dict], timings: dict[str, float]) -> dict[str, Any]:
+                      sft_rows: list[dict], timings: dict[str, float],
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """report/ (markdown + PNG) and summary.json; `extra`: more keys for summary.json."""
     from hyperseyes_verl.eval.report import render_markdown, run_summary, write_report
     from hyperseyes_verl.eval.strategies import NOTICE
 
@@ -246,7 +247,8 @@ def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], 
     md.write_text(md.read_text() + "\n".join(lines) + "\n")
     summary = {"config": cfg.model_dump(), "timings": timings, "turn_validity": validity,
                "runs": {r["name"]: r["metrics"].get("overall", r["metrics"]) for r in runs},
-               "rl_steps": rl_rows, "sft_loss": sft_loss, "report": str(md), "plot": str(plot) if plot else None}
+               "rl_steps": rl_rows, "sft_loss": sft_loss, "report": str(md), "plot": str(plot) if plot else None,
+               **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(render_markdown(runs, "Summary").split("\n## ")[0])
     print("\n".join(lines))

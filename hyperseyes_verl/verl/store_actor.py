@@ -59,7 +59,7 @@ class RayStoreHandle(StoreHandle):
         batch, self._pending, self._flush_scheduled = self._pending, [], False
         try:
             infos = await self._actor.record_many.remote([row for row, _ in batch])
-        except Exception as e:  # every waiter sees the failure (the scorer counts it)
+        except Exception as e:  # every waiter sees the failure (the scorer flags its row: store_error)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(e)
