@@ -139,7 +139,11 @@ def test_to_parquet_cli_rl_with_val_split_and_sft(prs_dir, tmp_path):
     assert main(["to-parquet", "sft", "--prs", str(root / "prs"), "--out", str(tmp_path / "sft.parquet")]) == 0
     sft = pd.read_parquet(tmp_path / "sft.parquet")
     assert len(sft) == 2 and set(sft["id"]) == {"it-a", "it-b"}
-    assert json.dumps(list(sft.columns)) and {"messages", "images"} <= set(sft.columns)
+    assert json.dumps(list(sft.columns)) and {"messages", "images", "tools"} <= set(sft.columns)
+    assert main(["to-parquet", "sft", "--prs", str(root / "prs"), "--out", str(tmp_path / "bare.parquet"),
+                 "--no-tool-schemas"]) == 0
+    bare = pd.read_parquet(tmp_path / "bare.parquet")
+    assert "tools" not in bare.columns and list(bare["id"]) == list(sft["id"])
 
 
 def test_to_parquet_cli_refuses_a_val_fraction_without_a_val_file(tmp_path):

@@ -12,9 +12,11 @@ from hyperseyes_verl.eval.results import ItemResult
 def _items():
     return [
         ItemResult(id="b/0", benchmark="b", domain="birds", entity_count=2, acc=1.0, answered=True, tool_rounds=2,
-                   tool_calls=3, searches=4, searches_per_round=[1, 3], generated_tokens=500, judge_source="rule"),
+                   tool_calls=3, searches=4, searches_per_round=[1, 3], searches_empty=1, generated_tokens=500,
+                   judge_source="rule"),
         ItemResult(id="b/1", benchmark="b", domain="cars", entity_count=3, acc=0.0, answered=True, tool_rounds=1,
-                   tool_calls=1, searches=2, searches_per_round=[2], generated_tokens=1500, judge_source="rule_fallback"),
+                   tool_calls=1, searches=2, searches_per_round=[2], searches_empty=2, generated_tokens=1500,
+                   judge_source="rule_fallback"),
         ItemResult(id="c/0", benchmark="c", domain="birds", entity_count=2, acc=1.0, answered=True, tool_rounds=0,
                    tool_calls=0, searches=0, searches_per_round=[], generated_tokens=1000, judge_source="rule"),
     ]
@@ -42,6 +44,7 @@ def test_summary_on_hand_checked_episodes():
     assert m["eval/mean_tool_calls"] == pytest.approx(4 / 3)
     assert m["eval/searches_per_round"] == pytest.approx(6 / 3)  # rounds of widths 1, 3, 2
     assert m["eval/multi_search_round_share"] == pytest.approx(2 / 3)
+    assert m["eval/empty_search_share"] == pytest.approx(3 / 6)  # 1 + 2 of 4 + 2 searches found nothing
     assert m["eval/mean_generated_tokens"] == pytest.approx(1000.0)
     # CAS = (2/3)^2 * 100 / (1.0 + 2*1 + 1)
     assert m["eval/cas"] == pytest.approx((4 / 9) * 100 / 4)

@@ -75,6 +75,7 @@ async def test_hand_checked_episodes_and_faults(server, tmp_path):
         (1.0, 1, 1, 2, [2], 50)
     b = by["t/beta"]
     assert (b.acc, b.tool_rounds, b.searches_per_round, b.generated_tokens, b.prediction) == (0.0, 2, [2, 1], 60, "Lyon")
+    assert (a.searches_empty, b.searches_empty) == (0, 1)  # both crops hit; the query "x" finds nothing
     for bad in ("t/server-error", "t/slow"):
         assert by[bad].endpoint_errors == 1 and by[bad].error and by[bad].acc == 0.0
     assert "timeout" in by["t/slow"].error and "server_error" in by["t/server-error"].error
@@ -86,6 +87,7 @@ async def test_hand_checked_episodes_and_faults(server, tmp_path):
     assert o["eval/mean_tool_rounds"] == pytest.approx(3 / 6)
     assert o["eval/searches_per_round"] == pytest.approx(5 / 3)  # rounds of width 2, 2, 1
     assert o["eval/multi_search_round_share"] == pytest.approx(2 / 3)
+    assert o["eval/empty_search_share"] == pytest.approx(1 / 5)
     tokens_k = (50 + 60 + 12 + 5) / 6 / 1000
     assert o["eval/cas"] == pytest.approx((1 / 9) * 100 / (tokens_k + 2 * 0.5 + 1))
     assert f["failures/episodes_failed"] == 2 and f["failures/endpoint_errors"] == 2

@@ -97,11 +97,11 @@ def test_chat_template_wire_sends_the_rl_text_and_openai_wire_does_not(served):
             seen.append(json.loads(payload_json(model, messages, sampling)))
             return await super().chat(model, messages, **sampling)
 
-    async def go(wire):
+    async def go(wire, tool_schemas=True):
         async with Recording(EndpointConfig(base_url=served[1], api_key_env=None, timeout_s=60)) as client:
             image = Image.new("RGB", (112, 84), (120, 120, 40))
             env = SearchEnvironment(InMemoryBackend(text={}), "Which tower?", [image],
-                                    UGSConfig(max_tool_rounds=1, max_turns=2))
+                                    UGSConfig(max_tool_rounds=1, max_turns=2, tool_schemas=tool_schemas))
             # an assistant turn the environment executes regardless of what the random model writes
             env_step = env.step
 
@@ -120,3 +120,6 @@ def test_chat_template_wire_sends_the_rl_text_and_openai_wire_does_not(served):
     seen.clear()
     asyncio.run(go("openai"))
     assert "tools" not in seen[-1] and not any(m["role"] == "tool" for m in seen[-1]["messages"])
+    seen.clear()
+    asyncio.run(go("chat_template", tool_schemas=False))  # the environment the tiny recipe trains in
+    assert "tools" not in seen[-1] and any(m["role"] == "tool" for m in seen[-1]["messages"])

@@ -94,7 +94,7 @@ async def _sft_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
     result = {"id": "e0", "status": "solved", "ref_rounds": rec.tool_rounds, "ref_searches": rec.searches,
               "trajectory": json.loads(json.dumps(rec.to_dict())),
               "trajectory_images": [f"trajectories/e0/{n}" for n in names]}
-    path = write_parquet([sft_row(result, prs)], tmp_path / "sft.parquet")
+    path = write_parquet([sft_row(result, prs, tools=ugs.tool_schemas)], tmp_path / "sft.parquet")
     tokenizer, processor = _tok_proc(model_dir)
     ds = HyperEyesSFTDataset(str(path), tokenizer, {"max_length": 16384, "truncation": "error",
                                                     "messages_key": "messages"}, processor=processor)
@@ -149,3 +149,13 @@ def test_one_observation_message_per_round_and_tools_as_json():
         decode_tools("{oops")
     with pytest.raises(ValueError, match="JSON list of tool schemas"):
         decode_tools('{"type": "function"}')
+
+
+async def test_without_tool_schemas_both_stages_drop_the_tools_block(tiny_vl_dir, tmp_path):
+    """`tool_schemas: false` (the tiny CPU recipe): the system prompt alone, in both stages alike."""
+    ugs = UGSConfig(tool_schemas=False)
+    rl = _turns(await _rl_text(tiny_vl_dir, tmp_path / "rl", ugs))
+    sft = _turns(await _sft_text(tiny_vl_dir, tmp_path / "sft", ugs))
+    assert rl == sft
+    assert "# Tools" not in sft[0] and "<tools>" not in sft[0]
+    assert "image_search(image_id, area)" in sft[0]  # the system prompt still describes the tools

@@ -21,7 +21,8 @@ def demo(short_tmp):
     # hidden 128, 2 layers: 50 steps at 3e-3 (loss 1.2) open a call or an answer on 16 of 16 turns; 30 steps
     # (loss 1.8-2.5) did in one run and wrote a bare `<reason>` in another
     cfg = DemoTrainConfig(out=out, n_visual=12, hidden_size=128, num_layers=2, student_step=50, sft_steps=55,
-                          sft_lr=3e-3, rl_steps=2, rl_batch=2, rl_resume=True, teacher_fault_frac=0.75, eval_limit=3)
+                          sft_lr=3e-3, rl_steps=2, rl_batch=2, rl_resume=True, teacher_fault_frac=0.75, eval_limit=3,
+                          probe_conversations=1)
     # its own Ray sessions beside other workers' tests, and Ray's workers at normal priority: Ray starts them at
     # nice 15, below the suite's other worker (conftest lowers that one to 10), and this is the critical path
     with pytest.MonkeyPatch.context() as mp:
@@ -41,6 +42,37 @@ def test_sft_teaches_the_format(demo):
     # demo's 150 steps on 4x the data reach about two thirds, see the README)
     assert base["attempt_share"] == 0 and sft["attempt_share"] >= 0.5, validity
     assert sft["valid_share"] >= base["valid_share"], validity
+    assert sum(n for _, n in sft["by_turn"]) == sft["turns"] and sft["by_turn"][0][1] == 3, validity  # 3 questions
+
+
+def test_format_probe_generates_every_assistant_turn_of_the_probed_conversations(demo):
+    import pandas as pd
+
+    summary, out = demo
+    conversations = pd.read_parquet(f"{out}/data/sft/train.parquet")["messages"][:1]
+    turns = [sum(m["role"] == "assistant" for m in c) for c in conversations]
+    probe = summary["format_probe"]
+    assert set(probe) == {"sft-step50", "rl-step2"}, probe
+    for v in probe.values():
+        assert v["turns"] == sum(turns), v
+        assert [n for _, n in v["by_turn"]] == [sum(t > i for t in turns) for i in range(max(turns))], v
+        assert 0 <= v["valid"] <= v["attempted"] <= v["turns"], v
+
+
+def test_sft_rl_and_eval_show_the_same_system_prompt(demo):
+    """The rows state the RL environment's budgets (3 tool rounds, 4 turns), the budgets evaluation runs in."""
+    import pandas as pd
+
+    from hyperseyes_verl.demo.tiny import rl_environment
+    from hyperseyes_verl.ugs.schema import system_prompt
+
+    _, out = demo
+    want = system_prompt(rl_environment())
+    assert "at most 3 turns with tool calls and 4 turns in all" in want
+    assert pd.read_parquet(f"{out}/data/sft/train.parquet")["messages"][0][0]["content"] == want
+    assert pd.read_parquet(f"{out}/data/rl/train.parquet")["prompt"][0][0]["content"] == want
+    evaluated = json.loads(open(f"{out}/eval/runs/sft-step50/results.jsonl").readline())
+    assert evaluated["trajectory"][0] == {"role": "system", "content": want}
 
 
 def test_rl_steps_are_scored_by_trace(demo):
@@ -92,6 +124,7 @@ def test_report_and_summary(demo):
     assert summary["checks_ok"], "\n".join(summary["checks_report"])
     report = (Path(out) / "report" / "report.md").read_text()
     assert "Assistant turns that parse" in report and "Stage 2 per RL step" in report
+    assert "searches with no hit %" in report and "by turn" in report
     assert (Path(out) / "report" / "rl_steps.png").stat().st_size > 0
     saved = json.loads((Path(out) / "summary.json").read_text())
     assert set(saved["runs"]) >= {"base", "sft-step50", "rl-step2", "scripted-parallel"}

@@ -256,6 +256,15 @@ async def test_search_failures_are_rendered_and_counted_apart_from_model_errors(
     assert env.stats.search_failures == 1 and env.stats.to_dict()["search_failure_kinds"] == {"http_status": 1}
 
 
+async def test_searches_without_a_hit_are_counted_apart_from_failures():
+    backend = InMemoryBackend(text={"kite": [Hit("Red Kite", "bird", "u", 0.9)]}, fail_queries={"down": FailureKind.HTTP_STATUS})
+    env = env_with(backend)
+    r = (await env.step(call("text_search", input=["kite", "nothing here", "down now"]))).round
+    assert (r.searches, r.searches_empty, r.search_failures) == (3, 1, 1)
+    r = (await env.step(call("text_search", input=["no hit", "none either"]))).round
+    assert r.searches_empty == 2 and env.stats.searches_empty == 3
+
+
 async def test_slow_backend_becomes_a_timeout_line():
     backend = TimedBackend(InMemoryBackend(latency_s=5.0))
     env = env_with(backend, UGSConfig(search_timeout_s=0.05))

@@ -205,3 +205,18 @@ def test_demo_with_an_unreachable_endpoint_stops_at_once(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--endpoint", "http://127.0.0.1:9/v1", "--model", "m"]) == 2
     assert "nothing answers at http://127.0.0.1:9/v1" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()  # nothing was built before the check
+
+
+def test_environment_flags_reach_the_eval_config():
+    """`--max-rounds 3 --max-turns 4 --no-tool-schemas`: the tiny recipe's environment, as its rows state it."""
+    import argparse
+
+    from hyperseyes_verl.eval.cli import add_arguments, build_config
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    base = ["--endpoint", "http://x/v1", "--model", "m", "--data", "d.jsonl"]
+    cfg = build_config(p.parse_args(base))
+    assert cfg.ugs.tool_schemas and (cfg.ugs.max_tool_rounds, cfg.ugs.max_turns) == (8, 9)
+    cfg = build_config(p.parse_args(base + ["--max-rounds", "3", "--max-turns", "4", "--no-tool-schemas"]))
+    assert not cfg.ugs.tool_schemas and (cfg.ugs.max_tool_rounds, cfg.ugs.max_turns) == (3, 4)

@@ -113,11 +113,12 @@ def _text_with_placeholders(content: Any) -> tuple[str, list[int]]:
 
 
 def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,
-            system: str | None = system_prompt(UGSConfig())) -> dict[str, Any]:
+            system: str | None = system_prompt(UGSConfig()), tools: bool = True) -> dict[str, Any]:
     """One SFT conversation from a solved PRS result line.
 
     The teacher's system prompt states the PRS budget it ran under (1, 2, ... rounds); the row carries `system`
-    instead, the prompt RL rows and the agent loop use (None: keep the teacher's)."""
+    instead, the prompt RL rows and the agent loop use (None: keep the teacher's). `tools`: the row renders the
+    tool schemas, as RL does under `UGSConfig.tool_schemas`."""
     if result.get("status") != "solved":
         raise ValueError(f"PRS result {result.get('id')!r} has status {result.get('status')!r}; only solved "
                          "trajectories become SFT data")
@@ -132,14 +133,16 @@ def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFA
         order.extend(refs)
     if messages[-1]["role"] != "assistant":
         raise ValueError(f"trajectory {result['id']!r} does not end with an assistant turn")
+    # without schemas the column is left out (an all-null column reads back as pandas NA, not None)
     return {"id": result["id"], "data_source": data_source, "messages": messages,
-            "images": [{"bytes": png_bytes(files[k])} for k in order], "tools": tools_json(),
+            "images": [{"bytes": png_bytes(files[k])} for k in order], **({"tools": tools_json()} if tools else {}),
             "ref_rounds": int(result["ref_rounds"]), "ref_searches": int(result["ref_searches"])}
 
 
 def sft_rows(prs_results: dict[str, dict[str, Any]], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,
-             system: str | None = system_prompt(UGSConfig())) -> list[dict[str, Any]]:
-    return [sft_row(r, prs_dir, data_source, system) for r in prs_results.values() if r.get("status") == "solved"]
+             system: str | None = system_prompt(UGSConfig()), tools: bool = True) -> list[dict[str, Any]]:
+    return [sft_row(r, prs_dir, data_source, system, tools) for r in prs_results.values()
+            if r.get("status") == "solved"]
 
 
 def write_parquet(rows: list[dict[str, Any]], path: str | Path) -> Path:

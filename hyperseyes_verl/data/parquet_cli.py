@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-frac", type=float, default=0.0, help="rl: fraction of items for val (hash of id)")
     p.add_argument("--no-system-prompt", action="store_true",
                    help="rl: user turn only (when the agent loop adds its own system prompt)")
+    p.add_argument("--no-tool-schemas", action="store_true",
+                   help="sft: no tools column, for an RL recipe with `ugs.tool_schemas: false` (the tiny CPU one)")
     p.add_argument("--data-source", default=None, help="data_source column (default hyperseyes/synth | benchmark)")
     p.add_argument("--input", help="convert: benchmark parquet")
     add_model_options(p, ConvertConfig, CONVERT_FIELDS, helps={
@@ -90,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.kind == "sft":
         if not args.prs:
             raise SystemExit("to-parquet sft needs --prs (the folder `hyperseyes prs` wrote)")
-        rows = sft_rows(_prs_results(args.prs), args.prs, source)
+        rows = sft_rows(_prs_results(args.prs), args.prs, source, tools=not args.no_tool_schemas)
         write_parquet(rows, args.out)
         counts["conversations"] = len(rows)
     else:

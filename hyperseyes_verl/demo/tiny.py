@@ -72,6 +72,7 @@ def prepare(cfg: TinySetup) -> dict[str, Path]:
     from hyperseyes_verl.search.factory import build_backend
     from hyperseyes_verl.testing.cpu_patches import apply_processor_patch
     from hyperseyes_verl.testing.tiny_vl import build_tiny_vl
+    from hyperseyes_verl.ugs.schema import system_prompt
 
     out = Path(cfg.out)
     paths = {"model": out / "model", "data": out / "data", "index": out / "demo" / "index", "ckpt": out / "ckpt",
@@ -89,8 +90,11 @@ def prepare(cfg: TinySetup) -> dict[str, Path]:
         asyncio.run(run_prs(items, backend, client, PRSConfig(model="scripted-parallel", max_rounds=3),
                             prs_dir, progress=False))
         results = read_results(prs_dir / "results.jsonl")
-        write_parquet(sft_rows(results, prs_dir), paths["data"] / "sft" / "train.parquet")
-        rows = rl_rows(items, results, val_frac=0.25)
+        env = rl_environment()
+        system = system_prompt(env)
+        write_parquet(sft_rows(results, prs_dir, system=system, tools=env.tool_schemas),
+                      paths["data"] / "sft" / "train.parquet")
+        rows = rl_rows(items, results, val_frac=0.25, system=system)
         write_parquet([r for r in rows if r["extra_info"]["split"] == "train"], rl_train)
         write_parquet([r for r in rows if r["extra_info"]["split"] == "val"], paths["data"] / "rl" / "val.parquet")
     # the tokenizer also learns the data's own text: shorter sequences for the same vocabulary size
@@ -101,6 +105,18 @@ def prepare(cfg: TinySetup) -> dict[str, Path]:
                   hidden_size=cfg.hidden_size, num_layers=cfg.num_layers)
     paths["logs"].mkdir(parents=True, exist_ok=True)
     return paths
+
+
+def rl_environment():
+    """The tiny RL recipe's environment (stage2_rl_tiny_cpu.yaml): the SFT / RL rows' system prompt states its
+    budgets, the SFT rows render the tool schemas as it does, and evaluation runs in it, so all three show the
+    model the same text."""
+    from omegaconf import OmegaConf
+
+    from hyperseyes_verl.ugs.types import UGSConfig
+
+    tiny = OmegaConf.load(REPO / "recipes" / "stage2_rl_tiny_cpu.yaml")
+    return UGSConfig(**OmegaConf.to_container(tiny.hyperseyes.agent_loop.ugs))
 
 
 def run_recipe(paths: dict[str, Path], stage: int, name: str, overrides: list[str],

@@ -169,7 +169,7 @@ async def run_episode(client, model: str, env, question: str, images: list[Image
     await _add_message("system", system if system is not None else system_prompt(env.config), live, rec)
     await _add_message("user", user_content(question, images), live, rec)
     params = sampling.model_dump(exclude_none=True)
-    if wire == "chat_template":
+    if wire == "chat_template" and env.config.tool_schemas:
         params["tools"] = chat_tools()
     # The environment ends the episode within max_turns; the bound only guards a misbehaving env.
     for _turn in range(env.config.max_turns + 1):

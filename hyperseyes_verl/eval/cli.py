@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_options(r, EvalConfig, ["concurrency"])
     add_model_options(r, UGSConfig, UGS_FIELDS, flags=UGS_FLAGS, defaults={"max_turns": None},
                       helps={"max_turns": "assistant turns per episode (default: max-rounds + 1)"})
+    r.add_argument("--no-tool-schemas", action="store_true", help="with --wire chat_template: leave the tool "
+                   "schemas out of the requests, for a checkpoint trained without them (the tiny CPU recipe, "
+                   "`ugs.tool_schemas: false`)")
     r.add_argument("--max-new", type=int, help="stop after this many new items (rerun to continue)")
     r.add_argument("--restart", action="store_true", help="--out holds another run's results: move them aside "
                    "and start over (default: refuse)")
@@ -103,7 +106,8 @@ def build_config(args):
         if not args.judge_endpoint:
             raise SystemExit("--judge llm needs --judge-endpoint URL (and --judge-model)")
         judge = JudgeConfig(kind="llm", llm=LLMJudgeConfig(base_url=args.judge_endpoint, model=args.judge_model))
-    ugs = UGSConfig(max_tool_rounds=args.max_rounds, max_turns=args.max_turns or args.max_rounds + 1)
+    ugs = UGSConfig(max_tool_rounds=args.max_rounds, max_turns=args.max_turns or args.max_rounds + 1,
+                    tool_schemas=not args.no_tool_schemas)
     return EvalConfig(**model_kwargs(args, EvalConfig, ["model", "name", "concurrency", "keep_trajectories", "wire"]),
                       ugs=ugs, sampling=SamplingParams(**model_kwargs(args, SamplingParams, SAMPLING_FIELDS)),
                       judge=judge, progress=not args.no_progress)

@@ -70,6 +70,7 @@ def item_result(item: EvalItem, rec: EpisodeRecord, verdict, keep_trajectory: bo
         answered=bool(st.get("answered", rec.answer is not None)), tool_rounds=int(st.get("tool_rounds", 0)),
         tool_calls=int(st.get("tool_calls", 0)), searches=int(st.get("searches", 0)),
         searches_per_round=[int(w) for w in st.get("searches_per_round", [])],
+        searches_empty=int(st.get("searches_empty", 0)),
         generated_tokens=rec.generated_tokens, tokens_estimated=rec.tokens_estimated,
         finish_reason=rec.finish_reason,
         budget_exhausted=bool(st.get("budget_exhausted", False)), truncated=rec.truncated,

@@ -33,13 +33,16 @@ def summarize(results_R: Sequence[ItemResult], prefix: str = "eval") -> dict[str
     acc = sum(r.acc for r in results_R) / n
     mean_rounds = sum(r.tool_rounds for r in results_R) / n
     mean_tokens_k = sum(r.generated_tokens for r in results_R) / n / 1000.0
+    searches = sum(r.searches for r in results_R)
     out = {
         f"{prefix}/n": n,
         f"{prefix}/acc": acc,
         f"{prefix}/answered": sum(r.answered for r in results_R) / n,
         f"{prefix}/mean_tool_rounds": mean_rounds,
         f"{prefix}/mean_tool_calls": sum(r.tool_calls for r in results_R) / n,
-        f"{prefix}/mean_searches": sum(r.searches for r in results_R) / n,
+        f"{prefix}/mean_searches": searches / n,
+        # searches that came back with no hit: a policy whose crops miss every entity reads only "no results"
+        f"{prefix}/empty_search_share": sum(r.searches_empty for r in results_R) / searches if searches else 0.0,
         # Parallel width: searches per tool round, pooled over every round of every item.
         f"{prefix}/searches_per_round": (sum(rounds_all) / len(rounds_all)) if rounds_all else 0.0,
         f"{prefix}/multi_search_round_share": (sum(w >= 2 for w in rounds_all) / len(rounds_all)) if rounds_all else 0.0,

@@ -21,8 +21,9 @@ RUN_INFO = "run.json"
 _COLS = [("n", "n", "{:.0f}"), ("acc", "Acc %", "{:.1f}"), ("mean_tool_rounds", "rounds", "{:.2f}"),
          ("mean_tool_calls", "calls", "{:.2f}"), ("searches_per_round", "width", "{:.2f}"),
          ("multi_search_round_share", "multi-search rounds %", "{:.0f}"),
+         ("empty_search_share", "searches with no hit %", "{:.0f}"),
          ("mean_generated_tokens", "gen tokens", "{:.0f}"), ("cas", "CAS", "{:.2f}")]
-_PERCENT = {"acc", "multi_search_round_share"}
+_PERCENT = {"acc", "multi_search_round_share", "empty_search_share"}
 
 
 _ESTIMATED = {"mean_generated_tokens", "cas"}  # cells marked ≈ when tokens were estimated from characters

@@ -38,6 +38,8 @@ class ItemResult(BaseModel):
     tool_calls: int = 0
     searches: int = 0
     searches_per_round: list[int] = Field(default_factory=list)
+    searches_empty: int = Field(0, description="searches that answered with no hit (not failures): a crop that "
+                                "matches nothing, a query that finds nothing")
     generated_tokens: int = Field(0, description="completion tokens summed over the episode's turns")
     tokens_estimated: bool = Field(False, description="some turn had no `usage`: tokens estimated from characters")
     finish_reason: str = "running"

@@ -191,6 +191,8 @@ class SearchEnvironment:
             if outcome is not None and outcome.failed:
                 rs.search_failures += 1
                 rs.search_failure_kinds[outcome.failure_kind] += 1
+            elif outcome is not None and not outcome.hits:
+                rs.searches_empty += 1
         self._accumulate(rs)
         rs.rounds_left = self.tool_rounds_left
         if rs.rounds_left == 0:  # every tool round is spent: the answer must come without more search
@@ -260,6 +262,7 @@ class SearchEnvironment:
         st.tool_calls += rs.tool_calls
         st.searches += rs.searches
         st.searches_per_round.append(rs.searches)
+        st.searches_empty += rs.searches_empty
         st.crops_ok += rs.crops_ok
         st.crops_failed += rs.crops_failed
         st.search_failures += rs.search_failures

@@ -162,6 +162,7 @@ class HyperEyesAgentLoop(AgentLoopBase):
         self._stop_ids = {t for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id,
                                       self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(t, int)}
         self._image_factor = image_token_factor(self.processor)
+        self._tools = TOOL_SCHEMAS if self.settings.ugs.tool_schemas else None
         # image-pad counts from the image size in every prompt / observation render (verified once per chat
         # template against the processor; verl's render otherwise): no pixel processing per turn
         image_pads.install(self.continuous_token_builder)
@@ -194,7 +195,7 @@ class HyperEyesAgentLoop(AgentLoopBase):
         metrics: dict[str, Any] = {}
         extra: dict[str, Any] = {}
 
-        runtime_ids = await self.ct_build_initial_tokens(messages, tools=TOOL_SCHEMAS, images=images or None)
+        runtime_ids = await self.ct_build_initial_tokens(messages, tools=self._tools, images=images or None)
         prompt_len = len(runtime_ids)
         mask: list[int] = []
         logprobs: list[float] = []
@@ -278,6 +279,8 @@ class HyperEyesAgentLoop(AgentLoopBase):
         """
         key = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template or ""
         lps = logprobs or None
+        if self._tools is None:  # the prompt has no schemas either
+            return await self.ct_merge_context_msg(previous, previous + obs, runtime_ids, mask, lps, tools=None)
         if key not in _MERGE_NEEDS_TOOLS:
             with_tools = await self.ct_merge_context_msg(previous, previous + obs, runtime_ids, mask, lps,
                                                          tools=TOOL_SCHEMAS)
