@@ -27,3 +27,10 @@ def test_turns_are_counted_overall_and_by_index():
 def test_no_turns_gives_no_share():
     assert turn_validity([episode()]) == {"turns": 0, "attempted": 0, "valid": 0, "attempt_share": None,
                                            "valid_share": None, "by_turn": []}
+
+
+def test_validity_table_lists_each_model_with_its_turns():
+    from hyperseyes_verl.demo.train import validity_table
+
+    rows = validity_table({"sft": turn_validity([episode(CALL, BAD_JSON)]), "rl": turn_validity([episode(CALL)])})
+    assert rows[2] == "| sft | 2 | 2 | 1 | 0.5 | 1/1, 0/1 |" and rows[3] == "| rl | 1 | 1 | 1 | 1.0 | 1/1 |"

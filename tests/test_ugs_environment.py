@@ -257,7 +257,8 @@ async def test_search_failures_are_rendered_and_counted_apart_from_model_errors(
 
 
 async def test_searches_without_a_hit_are_counted_apart_from_failures():
-    backend = InMemoryBackend(text={"kite": [Hit("Red Kite", "bird", "u", 0.9)]}, fail_queries={"down": FailureKind.HTTP_STATUS})
+    backend = InMemoryBackend(text={"kite": [Hit("Red Kite", "bird", "u", 0.9)]},
+                              fail_queries={"down": FailureKind.HTTP_STATUS})
     env = env_with(backend)
     r = (await env.step(call("text_search", input=["kite", "nothing here", "down now"]))).round
     assert (r.searches, r.searches_empty, r.search_failures) == (3, 1, 1)

@@ -117,6 +117,13 @@ async def _evaluate_models(items_path: Path, index: Path, models: dict[str, Path
     return by_run
 
 
+def validity_table(validity: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown rows of `turn_validity` per model; `by turn` lists valid/turns of the 1st, 2nd, ... turns."""
+    lines = ["| model | turns | attempted | valid | valid share | by turn |", "|---|---|---|---|---|---|"]
+    return lines + [f"| {n} | {v['turns']} | {v['attempted']} | {v['valid']} | {v['valid_share']} | "
+                    + ", ".join(f"{a}/{b}" for a, b in v["by_turn"]) + " |" for n, v in validity.items()]
+
+
 def rl_table(rows: list[dict[str, Any]]) -> list[str]:
     head = "| step | " + " | ".join(label for label, _ in RL_COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(RL_COLUMNS) + 1)]
@@ -217,18 +224,14 @@ def write_demo_report(out: Path, cfg: DemoTrainConfig, by_run: dict[str, list], 
              "By turn: valid / turns of every episode's 1st, 2nd, ... assistant turn. The 1st turn answers the "
              "prompt the SFT data shows; later turns answer observations of the policy's own searches, which the SFT "
              "data (solved trajectories only) never shows empty: see `searches with no hit` above.",
-             "", "| model | turns | attempted | valid | valid share | by turn |", "|---|---|---|---|---|---|"]
-    lines += [f"| {n} | {v['turns']} | {v['attempted']} | {v['valid']} | {v['valid_share']} | "
-              + ", ".join(f"{a}/{b}" for a, b in v["by_turn"]) + " |" for n, v in validity.items()]
+             "", *validity_table(validity)]
     probe = (extra or {}).get("format_probe") or {}
     if probe:
         lines += ["", f"## The format alone: turns generated on the first {cfg.probe_conversations} SFT "
-                  "conversations' own context", "", "Each assistant turn is generated greedily after the conversation's own messages "
-                  "(prompt, earlier turns, observations with hits), so grounding plays no part "
-                  "(`hyperseyes_verl/demo/format_probe.py`). Training data: what was learned, not generalisation.",
-                  "", "| model | turns | valid | valid share | by turn |", "|---|---|---|---|---|"]
-        lines += [f"| {n} | {v['turns']} | {v['valid']} | {v['valid_share']} | "
-                  + ", ".join(f"{a}/{b}" for a, b in v["by_turn"]) + " |" for n, v in probe.items()]
+                  "conversations' own context", "",
+                  "Each assistant turn is generated greedily after the conversation's own messages (prompt, earlier "
+                  "turns, observations with hits), so grounding plays no part (`hyperseyes_verl/demo/format_probe.py`)."
+                  " Training data: what was learned, not generalisation.", "", *validity_table(probe)]
     lines += ["", "## Stage 2 per RL step", "", *rl_table(rl_rows)]
     plot = plot_rl(rl_rows, report_dir / "rl_steps.png")
     if plot:
