@@ -143,6 +143,9 @@ async def test_trace_metrics_from_extra_info_and_official_scores():
     infos[0] = {**infos[0], "judge_source": "rule_fallback"}
     m = trace_metrics(infos)
     assert m["trace/acc"] == 0.5 and m["trace/answered"] == 0.75 and m["judge/fallbacks"] == 1.0
+    assert m["trace/format_ok"] == 0.75  # the row without an answer did not follow the format
+    bad = {**infos[0], "hdpo_format": 0}
+    assert trace_metrics([bad, infos[1]])["trace/format_ok"] == 0.5
     assert m["trace/rounds_mean"] == pytest.approx(7 / 4)  # 2 + 1 + 2 + 2 (no-answer/wrong rows keep 2 rounds)
     assert m["trace/searches_per_round"] == pytest.approx((6 + 1 + 5 + 5) / 7)
     assert m["trace/batch_ref_mean"] == 3.0 and m["trace/bonus_mean"] == 0.0

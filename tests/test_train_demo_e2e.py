@@ -79,7 +79,8 @@ def test_rl_steps_are_scored_by_trace(demo):
     summary, _ = demo
     assert [s["step"] for s in summary["rl_steps"]] == [1, 2]
     for step in summary["rl_steps"]:
-        for key in ("critic/score/mean", "trace/acc", "trace/rounds_mean", "trace/bonus_mean", "opd/eligible_frac"):
+        for key in ("critic/score/mean", "trace/acc", "trace/rounds_mean", "trace/bonus_mean", "opd/eligible_frac",
+                    "trace/format_ok"):
             assert isinstance(step.get(key), (int, float)), key
         # the official score is the reward manager's score plus the group bonus
         assert step["trace/official_score_mean"] == pytest.approx(

@@ -33,6 +33,7 @@ from hyperseyes_verl.utils.cli import config_from_argv
 RL_COLUMNS = [
     ("reward", "critic/score/mean"), ("accuracy", "trace/acc"), ("tool rounds", "trace/rounds_mean"),
     ("searches / round", "trace/searches_per_round"), ("answered", "trace/answered"),
+    ("format-valid rollouts", "trace/format_ok"),
     ("TRACE bonus min", "trace/bonus_min"), ("TRACE bonus mean", "trace/bonus_mean"),
     ("TRACE bonus max", "trace/bonus_max"), ("refs tightened", "trace/refs_tightened"),
     ("teacher share", "opd/eligible_frac"), ("reverse KL", "opd/reverse_kl_mean"),
@@ -142,7 +143,8 @@ def plot_rl(rows: list[dict[str, Any]], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     columns = dict(RL_COLUMNS)
-    keys = [(label, columns[label]) for label in ("reward", "accuracy", "tool rounds", "answered", "teacher share")]
+    keys = [(label, columns[label]) for label in ("reward", "accuracy", "tool rounds", "answered",
+                                                  "format-valid rollouts", "teacher share")]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
     for ax, (label, key) in zip(axes, keys):
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]

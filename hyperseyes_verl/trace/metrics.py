@@ -36,6 +36,8 @@ def trace_metrics(infos: Sequence[Mapping[str, Any]],
     out = {
         "trace/acc": _mean(_col(infos, "acc")),
         "trace/answered": _mean(_col(infos, "answered")),
+        # rollouts that answered with every turn parsing (no parse error, not cut by length): the format share
+        "trace/format_ok": _mean(_col(infos, "hdpo_format")),
         "trace/opd_eligible": _mean(_col(infos, "opd_eligible")),
         "trace/rounds_mean": _mean(rounds),
         "trace/searches_mean": _mean(searches),
