@@ -51,7 +51,7 @@ class UGSConfig(BaseModel):
     tool_schemas: bool = Field(
         True, description="render the tool schemas into the system turn (the chat template's `# Tools` block) in RL "
         "prompts, SFT rows and served evaluation; the system prompt describes the tools either way. Off saves "
-        "~850 tokens of every sequence (the tiny CPU recipe: a 3M model's step time is ~quadratic in length)")
+        "~850 tokens of every sequence (the tiny CPU recipe: a 3M model's step time grows faster than its length)")
     observation_format: Literal["hyperseyes", "official"] = Field(
         "hyperseyes", description="how observations are written: `hyperseyes` (one tool message, English lines "
         "per call / crop / query, ugs/render.py) or `official` (the release's text: crop images first, "
