@@ -52,11 +52,10 @@ def _sft_dataset(parquet: Path, processor):
 def probe_turns(model_dir: str | Path, sft_parquet: str | Path, conversations: int, max_new_tokens: int) -> list:
     """One pseudo-result per conversation whose `trajectory` holds the model's assistant turns, each generated
     after the conversation's own messages up to that turn (the stage-1 dataset's rendering: images, tools)."""
-    from hyperseyes_verl.hf.generation import load_vl_model, sample, stop_token_ids, vision_inputs
+    from hyperseyes_verl.hf.chat_server import ChatModel
 
-    model, processor = load_vl_model(str(model_dir))
-    tokenizer, stops = processor.tokenizer, stop_token_ids(processor)
-    ds = _sft_dataset(Path(sft_parquet), processor)
+    chat = ChatModel(str(model_dir))  # what `hyperseyes serve-model` generates with, greedy
+    ds = _sft_dataset(Path(sft_parquet), chat.processor)
     results = []
     for k in range(min(conversations, len(ds.messages))):
         messages = ds._build_messages(ds.dataframe.iloc[k].to_dict())
@@ -68,12 +67,8 @@ def probe_turns(model_dir: str | Path, sft_parquet: str | Path, conversations: i
             context = messages[:t]
             images = [p["image"] for m in context if isinstance(m["content"], list)
                       for p in m["content"] if p.get("type") == "image"]
-            text = processor.apply_chat_template(context, tools=tools, add_generation_prompt=True, tokenize=False)
-            ids = processor(text=[text], images=images or None, return_tensors="pt")["input_ids"]
-            out = sample(model, ids, vision_inputs(model, processor, images, ids), max_new_tokens=max_new_tokens,
-                         temperature=0.0, pad_token_id=tokenizer.pad_token_id, stop_ids=stops)
-            turns.append({"role": "assistant",
-                          "content": tokenizer.decode(out.token_ids[:-1] if out.stopped else out.token_ids)})
+            text = chat.generate(context, images, tools, max_new_tokens=max_new_tokens)[0]
+            turns.append({"role": "assistant", "content": text})
         results.append(SimpleNamespace(trajectory=turns))
     return results
 

@@ -8,8 +8,11 @@
    tightening at epoch ends, OPD from the served teacher on failed rollouts;
 4. the base, SFT and RL checkpoints served with `hyperseyes serve-model` and evaluated by the eval code on every
    demo question (chat-template wire = the RL stage's text), next to the scripted strategies (labelled scripts);
-5. `report/`: accuracy / rounds / width / tokens / CAS per run, the share of assistant turns that parse, and the
-   RL stage's per-step metrics (markdown + PNG); `summary.json` holds the figures.
+5. the format probe (`format_probe.py`): the SFT and RL checkpoints write every assistant turn of a few SFT
+   conversations from their own context, the format apart from grounding;
+6. `report/`: accuracy / rounds / width / searches with no hit / tokens / CAS per run, the share of assistant turns
+   that parse (overall, by turn, in the probe), and the RL stage's per-step metrics (markdown + PNG);
+   `summary.json` holds the figures.
 """
 from __future__ import annotations
 

@@ -83,28 +83,35 @@ class ChatModel:
         self.stop_ids = stop_token_ids(self.processor)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
 
-    def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
+    def generate(self, messages: list[dict[str, Any]], images: list, tools: list | None = None, *,
+                 max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> tuple[str, bool, int, int]:
+        """One assistant turn after chat-template `messages` (image parts in order of `images`):
+        (text, stopped on a stop token, prompt tokens, completion tokens)."""
         from hyperseyes_verl.hf.generation import sample, vision_inputs
 
-        messages, images = to_template_messages(body.get("messages"))
-        tools = body.get("tools") or None
         text = self.processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
         ids = self.processor(text=[text], images=images or None, return_tensors="pt")["input_ids"]
         room = self.max_context - ids.shape[1]
         if room <= 0:
             raise RequestError(f"the prompt has {ids.shape[1]} tokens, over the context of {self.max_context}")
-        max_new = min(int(body.get("max_tokens") or body.get("max_completion_tokens") or 512), room)
+        out = sample(self.model, ids, vision_inputs(self.model, self.processor, images, ids),
+                     max_new_tokens=min(max_new_tokens, room), temperature=temperature, top_p=top_p,
+                     pad_token_id=self.tokenizer.pad_token_id, stop_ids=self.stop_ids)
+        tokens = out.token_ids[:-1] if out.stopped else out.token_ids
+        return (self.tokenizer.decode(tokens, skip_special_tokens=False), out.stopped, int(ids.shape[1]),
+                len(out.token_ids))
+
+    def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        messages, images = to_template_messages(body.get("messages"))
         if "seed" in body and body["seed"] is not None:
             torch.manual_seed(int(body["seed"]))
-        out = sample(self.model, ids, vision_inputs(self.model, self.processor, images, ids),
-                     max_new_tokens=max_new, temperature=float(body.get("temperature", 1.0)),
-                     top_p=float(body.get("top_p", 1.0)), pad_token_id=self.tokenizer.pad_token_id,
-                     stop_ids=self.stop_ids)
-        tokens = out.token_ids[:-1] if out.stopped else out.token_ids
-        reply = self.tokenizer.decode(tokens, skip_special_tokens=False)
-        finish = "stop" if out.stopped else "length"
+        reply, stopped, prompt_tokens, completion_tokens = self.generate(
+            messages, images, body.get("tools") or None,
+            max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 512),
+            temperature=float(body.get("temperature", 1.0)), top_p=float(body.get("top_p", 1.0)))
+        finish = "stop" if stopped else "length"
         stops = body.get("stop") or []
         for s in [stops] if isinstance(stops, str) else stops:
             if isinstance(s, str) and s and s in reply:
@@ -112,8 +119,8 @@ class ChatModel:
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
                 "model": self.name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}],
-                "usage": {"prompt_tokens": int(ids.shape[1]), "completion_tokens": len(out.token_ids),
-                          "total_tokens": int(ids.shape[1]) + len(out.token_ids)}}
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
 
 
 def create_app(chat: ChatModel) -> FastAPI:
