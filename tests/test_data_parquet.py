@@ -107,6 +107,42 @@ def test_sft_parquet_loads_through_verl_multiturn_sft_dataset(prs_dir, tiny_qwen
         assert item["position_ids"].shape[0] == 4  # M-RoPE rows (text + 3)
 
 
+def _solved(observations: list[str], budget: int) -> dict:
+    turns = [{"role": "system", "content": "teacher prompt"}, {"role": "user", "content": "Question: Q"}]
+    for obs in observations:
+        turns += [{"role": "assistant", "content": "<tool_call>...</tool_call>"}, {"role": "tool", "content": obs}]
+    turns.append({"role": "assistant", "content": "<answer>A</answer>"})
+    return {"id": "x", "status": "solved", "budget": budget, "ref_rounds": len(observations), "ref_searches": 2,
+            "trajectory": {"messages": turns}, "trajectory_images": []}
+
+
+def test_sft_row_restates_the_budget_hints_for_the_rl_environment(tmp_path):
+    from hyperseyes_verl.data.parquet import sft_row
+    from hyperseyes_verl.ugs.schema import system_prompt
+    from hyperseyes_verl.ugs.types import UGSConfig
+
+    q = "\nOriginal question: Q"
+    teacher = _solved([f"hits 1\nYou have 1 tool round remaining.{q}",
+                       f"hits 2\nYou have no tool rounds left: answer now with <answer>...</answer>.{q}"], budget=2)
+    env = UGSConfig(max_tool_rounds=3, max_turns=4)
+    row = sft_row(teacher, tmp_path, env=env)
+    assert [m["content"] for m in row["messages"] if m["role"] == "tool"] == [
+        f"hits 1{q}", f"hits 2\nYou have 1 tool round remaining.{q}"]
+    assert row["messages"][0]["content"] == system_prompt(env)
+    wide = sft_row(teacher, tmp_path, env=env.model_copy(update={"hint_when_rounds_left": 2}))
+    assert wide["messages"][3]["content"] == f"hits 1\nYou have 2 tool rounds remaining.{q}"
+    kept = sft_row(teacher, tmp_path, env=None)  # the teacher's text as it ran
+    assert kept["messages"] == teacher["trajectory"]["messages"]
+    with pytest.raises(ValueError, match="more than the environment's 1"):
+        sft_row(teacher, tmp_path, env=UGSConfig(max_tool_rounds=1, max_turns=2))
+    with pytest.raises(ValueError, match="no 'budget'"):
+        sft_row({k: v for k, v in teacher.items() if k != "budget"}, tmp_path, env=env)
+    refused = _solved([f"Error (round_budget): no tool rounds are left, so the 1 tool call(s) of this turn were not "
+                       f"executed.\nYou have no tool rounds left: answer now with <answer>...</answer>.{q}"], 1)
+    with pytest.raises(ValueError, match="refused for want of budget"):
+        sft_row(refused, tmp_path, env=env)
+
+
 def test_benchmark_converter(tmp_path):
     img = Image.new("RGB", (32, 32), (1, 2, 3))
     one = {"bytes": png_bytes(img)}
@@ -141,9 +177,18 @@ def test_to_parquet_cli_rl_with_val_split_and_sft(prs_dir, tmp_path):
     assert len(sft) == 2 and set(sft["id"]) == {"it-a", "it-b"}
     assert json.dumps(list(sft.columns)) and {"messages", "images", "tools"} <= set(sft.columns)
     assert main(["to-parquet", "sft", "--prs", str(root / "prs"), "--out", str(tmp_path / "bare.parquet"),
-                 "--no-tool-schemas"]) == 0
+                 "--no-tool-schemas", "--max-rounds", "3", "--max-turns", "4"]) == 0
     bare = pd.read_parquet(tmp_path / "bare.parquet")
     assert "tools" not in bare.columns and list(bare["id"]) == list(sft["id"])
+    # the rows state the RL recipe's budgets, in the system prompt and in the last observation's hint
+    assert "at most 3 turns with tool calls and 4 turns in all" in bare["messages"][0][0]["content"]
+    assert "8 turns with tool calls" in sft["messages"][0][0]["content"]
+    assert main(["to-parquet", "rl", "--items", str(items_path), "--prs", str(root / "prs"), "--out",
+                 str(tmp_path / "rl3.parquet"), "--max-rounds", "3"]) == 0
+    assert "at most 3 turns with tool calls" in pd.read_parquet(tmp_path / "rl3.parquet")["prompt"][0][0]["content"]
+    assert main(["to-parquet", "sft", "--prs", str(root / "prs"), "--out", str(tmp_path / "x.parquet"),
+                 "--max-rounds", "-1"]) == 2  # an error line, no file
+    assert not (tmp_path / "x.parquet").exists()
 
 
 def test_to_parquet_cli_refuses_a_val_fraction_without_a_val_file(tmp_path):

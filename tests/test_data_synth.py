@@ -146,7 +146,7 @@ def test_mosaic_boxes_do_not_overlap():
     import random
 
     imgs = [Image.new("RGB", (50, 50), (i * 25, 0, 0)) for i in range(9)]
-    for layout in ("grid", "rows", "irregular"):
+    for layout in ("grid", "rows", "irregular", "tiles"):
         for n in (2, 5, 9):
             m = build_mosaic(imgs[:n], random.Random(n), layout=layout)
             for i, a in enumerate(m.boxes):
@@ -154,6 +154,39 @@ def test_mosaic_boxes_do_not_overlap():
                     assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (layout, a, b)
     with pytest.raises(ValueError, match="2 to 9"):
         build_mosaic(imgs[:1], random.Random(0))
+
+
+def test_tiles_fix_the_boxes_and_a_cell_box_finds_its_entity(tmp_path):
+    """The demo's layout (issue #12): four entities always land on the same four cells, in reading order, and a
+    box up to 2 % of a side off still finds its entity (a tiny model's boxes are not exact)."""
+    from hyperseyes_verl.search.embedded import build_index
+    from hyperseyes_verl.search.factory import build_backend
+
+    root = _make(tmp_path, SynthConfig(n_visual=6, n_textual=0, seed=3, min_entities=4, max_entities=4,
+                                       layout="tiles"))
+    build_index(tmp_path / "index", corpus=root / "corpus.jsonl", images_dir=root, images_meta=root / "images.jsonl",
+                progress=False)
+    items = read_items(root / "items.jsonl")
+    assert {i["layout"] for i in items} == {"tiles"}
+    cells = [[0.01, 0.01, 0.49, 0.49], [0.51, 0.01, 0.99, 0.49], [0.01, 0.51, 0.49, 0.99], [0.51, 0.51, 0.99, 0.99]]
+    assert all(i["boxes"] == cells for i in items)
+    backend = build_backend({"type": "embedded", "index_dir": str(tmp_path / "index")})
+
+    async def top(image, box):
+        return (await backend.image_search(crop_box(image, box), 1))[0].title
+
+    async def check():
+        for item in items:
+            mosaic = Image.open(root / item["images"][0]).convert("RGB")
+            for off in (0.0, 0.02):  # the exact cell, and one that takes in 2 % of the neighbours / the border
+                boxes = [[max(0.0, x1 - off), max(0.0, y1 - off), min(1.0, x2 + off), min(1.0, y2 + off)]
+                         for x1, y1, x2, y2 in cells]
+                assert [await top(mosaic, b) for b in boxes] == item["entities"], (item["id"], off)
+        await backend.aclose()
+
+    asyncio.run(check())
+    with pytest.raises(ValueError, match="min_entities"):
+        SynthConfig(min_entities=5, max_entities=4)
 
 
 def _user_gallery(root: Path) -> tuple[Path, Path]:

@@ -71,6 +71,23 @@ async def test_rl_and_sft_give_an_image_the_same_tokens(tiny_vl_dir, tmp_path):
                              processor=processor)
     assert count_pads(tiny_vl_dir, ds[0]["input_ids"].tolist()) == expected
 
+    # data.cache_items: each sample rendered once, the same sample every epoch, and a caller's edit stays its own
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    cached = HyperEyesSFTDataset(str(path), tokenizer, {"max_length": 4096, "max_image_tokens": cap,
+                                                        "cache_items": True}, processor=processor)
+    renders = []
+    with pytest.MonkeyPatch.context() as mp:
+        parent = MultiTurnSFTDataset.__getitem__
+        mp.setattr(MultiTurnSFTDataset, "__getitem__", lambda self, i: renders.append(i) or parent(self, i))
+        first = cached[0]
+        first.pop("input_ids")
+        first["multi_modal_inputs"].clear()
+        again, fresh = cached[0], ds[0]
+    assert renders == [0, 0]  # `cached` rendered once, `ds` (no cache) again
+    assert again["input_ids"].equal(fresh["input_ids"]) and set(again) == set(fresh)
+    assert again["multi_modal_inputs"]["image_grid_thw"].equal(fresh["multi_modal_inputs"]["image_grid_thw"])
+
 
 def test_agent_loop_and_sft_dataset_default_to_the_one_cap():
     from hyperseyes_verl.verl.sft_dataset import DEFAULT_MAX_IMAGE_TOKENS

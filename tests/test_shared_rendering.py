@@ -20,6 +20,7 @@ from hyperseyes_verl.episode.runner import run_episode  # noqa: E402
 from hyperseyes_verl.data.parquet import png_bytes, rl_row, sft_row, write_parquet  # noqa: E402
 from hyperseyes_verl.search.base import Hit, InMemoryBackend  # noqa: E402
 from hyperseyes_verl.ugs.environment import SearchEnvironment  # noqa: E402
+from hyperseyes_verl.ugs.schema import system_prompt  # noqa: E402
 from hyperseyes_verl.ugs.types import UGSConfig  # noqa: E402
 from hyperseyes_verl.utils.images import open_image  # noqa: E402
 from hyperseyes_verl.utils.openai_chat import ChatReply  # noqa: E402
@@ -61,7 +62,7 @@ async def _rl_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
     from verl.utils.dataset.rl_dataset import get_dataset_class
 
     row = rl_row(question=QUESTION, answers=["the red tower"], images=[_image()], index=0, split="train",
-                 data_source="toy")
+                 data_source="toy", system=system_prompt(ugs))
     path = write_parquet([row], tmp_path / "rl.parquet")
     cfg = _compose(model_dir)
     tokenizer, processor = _tok_proc(model_dir)
@@ -81,20 +82,24 @@ async def _rl_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
     return tokenizer.decode(list(out.prompt_ids) + list(out.response_ids))
 
 
-async def _sft_text(model_dir, tmp_path, ugs: UGSConfig) -> str:
-    """The SFT row's text: the PRS runner -> a solved result line -> `sft_row` -> HyperEyesSFTDataset."""
+async def _sft_text(model_dir, tmp_path, ugs: UGSConfig, teacher: UGSConfig | None = None, as_is: bool = False
+                    ) -> str:
+    """The SFT row's text: the PRS runner -> a solved result line -> `sft_row` -> HyperEyesSFTDataset. The
+    teacher's episode runs under `teacher` (a PRS budget), the row is rendered for `ugs` (`as_is`: the teacher's
+    own text)."""
     from hyperseyes_verl.verl.sft_dataset import HyperEyesSFTDataset
 
+    teacher = teacher or ugs
     image = open_image(png_bytes(_image()))  # what the RL dataset decodes from the parquet row
-    env = SearchEnvironment(_backend(), QUESTION, [image], ugs)
+    env = SearchEnvironment(_backend(), QUESTION, [image], teacher)
     rec = await run_episode(ScriptedClient(TURNS), "teacher", env, QUESTION, [image])
     assert rec.finish_reason == "answer" and rec.tool_rounds == 2
     prs = tmp_path / "prs"
     names = rec.save_images(prs / "trajectories" / "e0")
-    result = {"id": "e0", "status": "solved", "ref_rounds": rec.tool_rounds, "ref_searches": rec.searches,
+    result = {"id": "e0", "status": "solved", "budget": teacher.max_tool_rounds, "ref_rounds": rec.tool_rounds, "ref_searches": rec.searches,
               "trajectory": json.loads(json.dumps(rec.to_dict())),
               "trajectory_images": [f"trajectories/e0/{n}" for n in names]}
-    path = write_parquet([sft_row(result, prs, tools=ugs.tool_schemas)], tmp_path / "sft.parquet")
+    path = write_parquet([sft_row(result, prs, env=None if as_is else ugs)], tmp_path / "sft.parquet")
     tokenizer, processor = _tok_proc(model_dir)
     ds = HyperEyesSFTDataset(str(path), tokenizer, {"max_length": 16384, "truncation": "error",
                                                     "messages_key": "messages"}, processor=processor)
@@ -129,6 +134,23 @@ async def test_sft_row_and_rl_rollout_render_identically(tiny_vl_dir, tmp_path, 
         assert sft[3].index("<|vision_start|>") < sft[3].index("<tool_response>")  # crop images first
     else:
         assert "Original question: " + QUESTION in sft[3] and "img_1: <|vision_start|>" in sft[3]
+
+
+@pytest.mark.parametrize("fmt", ["hyperseyes", "official"])
+async def test_sft_row_states_the_rl_budget_not_the_teachers(tiny_vl_dir, tmp_path, fmt):
+    """PRS solved the episode with a budget of 2 rounds, so the teacher was told "1 round remaining", then "answer
+    now"; RL runs with 3 and says nothing, then "1 remaining". The SFT row must show what RL shows."""
+    from hyperseyes_verl.data.prs import budget_config
+
+    ugs = UGSConfig(observation_format=fmt, max_tool_rounds=3, max_turns=4, tool_schemas=False)
+    teacher = budget_config(ugs, 2)
+    rl = _turns(await _rl_text(tiny_vl_dir, tmp_path / "rl", ugs))
+    raw = _turns(await _sft_text(tiny_vl_dir, tmp_path / "raw", ugs, teacher, as_is=True))
+    sft = _turns(await _sft_text(tiny_vl_dir, tmp_path / "sft", ugs, teacher))
+    assert sft == rl
+    none_left = "answer now" if fmt == "hyperseyes" else "no tool calls remaining"
+    assert none_left in raw[5] and none_left not in sft[5]  # the teacher's last observation, as it was
+    assert "1 tool" not in sft[3] and "1 tool" in sft[5]
 
 
 def test_one_observation_message_per_round_and_tools_as_json():

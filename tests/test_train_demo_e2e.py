@@ -38,10 +38,13 @@ def test_sft_teaches_the_format(demo):
     validity = summary["turn_validity"]
     base, sft = validity["base"], validity["sft-step50"]
     assert base["turns"] > 0 and sft["turns"] > 0
-    # the random base never opens a tool call or an answer; after SFT most turns do (few parse at this size: the
-    # demo's 190 steps on 4x the data: 56-58 % served, 71-92 % in the format probe, see the README)
-    assert base["attempt_share"] == 0 and sft["attempt_share"] >= 0.5, validity
+    # the random base never writes a turn that parses (it may hit a <tool_call> token by chance); after SFT most
+    # turns open a tool call or an answer. Few parse at this size: 12 conversations, 50 steps (the demo's 180
+    # steps on 48: 96 % served, see the README)
+    assert base["valid"] == 0 and sft["attempt_share"] >= 0.5, validity
     assert sft["valid_share"] >= base["valid_share"], validity
+    loss = dict(summary["sft_loss"])
+    assert loss[50] < 0.4 * loss[1], loss  # stage 1 learned the conversations' assistant tokens
     assert sum(n for _, n in sft["by_turn"]) == sft["turns"] and sft["by_turn"][0][1] == 3, validity  # 3 questions
 
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from PIL import Image
 
 from hyperseyes_verl.ugs.images import to_pixels
 
-Layout = Literal["grid", "rows", "irregular"]
-LAYOUTS: tuple[Layout, ...] = ("grid", "rows", "irregular")
+Layout = Literal["grid", "rows", "irregular", "tiles"]
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
+# what a mosaic is drawn from unless asked otherwise: "tiles" is for models too small to place free boxes
+RANDOM_LAYOUTS: tuple[Layout, ...] = ("grid", "rows", "irregular")
 
 
 @dataclass
@@ -79,6 +81,20 @@ def _rows(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) ->
     return boxes
 
 
+def _tiles(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) -> list[list[float]]:
+    """Each image stretched over a whole grid cell but a thin gutter: a cell's box finds it. A model that sees a
+    mosaic as a few visual tokens (the demo's 16) can learn these boxes; free placements it cannot (issue #12)."""
+    n = len(images)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    W, H = canvas.size
+    cw, ch = W // cols, H // rows
+    gutter = max(1, min(cw, ch) // 64)
+    cells = sorted(rng.sample(range(cols * rows), n))  # reading order: the boxes of a full grid are always the same
+    return [_place(canvas, img, (cell % cols) * cw + gutter, (cell // cols) * ch + gutter, cw - 2 * gutter,
+                   ch - 2 * gutter) for img, cell in zip(images, cells)]
+
+
 def _irregular(rng: random.Random, canvas: Image.Image, images: list[Image.Image]) -> list[list[float]] | None:
     W, H = canvas.size
     n = len(images)
@@ -100,10 +116,11 @@ def _irregular(rng: random.Random, canvas: Image.Image, images: list[Image.Image
 
 def build_mosaic(images: list[Image.Image], rng: random.Random, layout: Layout | None = None,
                  canvas_size: tuple[int, int] = (768, 576), background: tuple[int, int, int] | None = None) -> Mosaic:
-    """Place `images` (2–9) on one canvas without overlap; sizes, positions and layout vary with `rng`."""
+    """Place `images` (2–9) on one canvas without overlap; sizes, positions and the layout (unless given: one
+    of RANDOM_LAYOUTS) vary with `rng`."""
     if not 2 <= len(images) <= 9:
         raise ValueError(f"a mosaic takes 2 to 9 images, got {len(images)}")
-    layout = layout or rng.choice(LAYOUTS)
+    layout = layout or rng.choice(RANDOM_LAYOUTS)
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r} unknown; use one of {LAYOUTS}")
     bg = background or tuple(rng.randint(225, 250) for _ in range(3))
@@ -114,7 +131,7 @@ def build_mosaic(images: list[Image.Image], rng: random.Random, layout: Layout |
         if boxes is None:
             canvas, layout = Image.new("RGB", canvas_size, bg), "grid"
     if boxes is None:
-        boxes = (_grid if layout == "grid" else _rows)(rng, canvas, images)
+        boxes = {"grid": _grid, "rows": _rows, "tiles": _tiles}[layout](rng, canvas, images)
     return Mosaic(canvas, boxes, layout)
 
 

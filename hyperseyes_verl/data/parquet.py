@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from hyperseyes_verl.ugs import official_format, render
 from hyperseyes_verl.ugs.conversation import prompt_messages, tools_json
 from hyperseyes_verl.ugs.schema import system_prompt
 from hyperseyes_verl.ugs.types import UGSConfig
@@ -112,13 +113,47 @@ def _text_with_placeholders(content: Any) -> tuple[str, list[int]]:
     return text, refs
 
 
+REFUSED = "no tool rounds are left, so the"  # the environment's refusal of calls past the budget (both formats)
+
+
+def _rebudget(messages: list[dict[str, Any]], budget: int, env: UGSConfig, item_id: str) -> None:
+    """In place: each round's remaining-budget hint as `env` shows it, instead of as the PRS budget did.
+
+    The teacher ran with `budget` tool rounds, so its observations say "1 tool round remaining" where the RL
+    environment, with more rounds, says nothing; a policy trained on the teacher's text would meet its first
+    hint-less observation only in RL (issue #12: a tiny model's 2nd turns broke on exactly that)."""
+    official = env.observation_format == "official"
+    sentence = official_format.hint_sentence if official else (lambda n: "\n" + render.budget_sentence(n))
+    due = ((lambda n: official_format.hint(n, env.hint_when_rounds_left)) if official else
+           (lambda n: "\n" + h if (h := render.budget_hint(n, env)) else ""))
+    tail = "" if official or not env.restate_question else "\n" + render.question_line("")
+    rounds = 0
+    for i, m in enumerate(messages[2:], start=2):  # after the system prompt and the question
+        if m["role"] == "assistant":
+            rounds += 1
+            continue
+        if i + 1 < len(messages) and messages[i + 1]["role"] != "assistant":
+            continue  # the round's hint closes its last observation message
+        text = m["content"]
+        if REFUSED in text:
+            raise ValueError(f"trajectory {item_id!r} has tool calls refused for want of budget: under another "
+                             "budget they would have run; keep the teacher's budget (env=None) or drop the item")
+        end = text.rfind(tail) if tail else len(text)
+        if end < 0:
+            raise ValueError(f"trajectory {item_id!r}: an observation does not end with the re-stated question")
+        old = sentence(budget - rounds)
+        body = text[:end - len(old)] if text[:end].endswith(old) else text[:end]
+        m["content"] = body + due(env.max_tool_rounds - rounds) + text[end:]
+
+
 def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,
-            system: str | None = system_prompt(UGSConfig()), tools: bool = True) -> dict[str, Any]:
+            env: UGSConfig | None = UGSConfig()) -> dict[str, Any]:
     """One SFT conversation from a solved PRS result line.
 
-    The teacher's system prompt states the PRS budget it ran under (1, 2, ... rounds); the row carries `system`
-    instead, the prompt RL rows and the agent loop use (None: keep the teacher's). `tools`: the row renders the
-    tool schemas, as RL does under `UGSConfig.tool_schemas`."""
+    The teacher's text states the PRS budget it ran under (1, 2, ... rounds): its system prompt and its
+    remaining-budget hints. The row shows `env`'s instead, the RL environment's, which RL rows and the agent
+    loop show, and renders the tool schemas as RL does under `env.tool_schemas`. `env=None` keeps the teacher's
+    text and the schemas."""
     if result.get("status") != "solved":
         raise ValueError(f"PRS result {result.get('id')!r} has status {result.get('status')!r}; only solved "
                          "trajectories become SFT data")
@@ -127,12 +162,20 @@ def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFA
     messages, order = [], []
     for m in traj["messages"]:
         text, refs = _text_with_placeholders(m["content"])
-        if m["role"] == "system" and system is not None:
-            text = system
+        if m["role"] == "system" and env is not None:
+            text = system_prompt(env)
         messages.append({"role": m["role"], "content": text})
         order.extend(refs)
     if messages[-1]["role"] != "assistant":
         raise ValueError(f"trajectory {result['id']!r} does not end with an assistant turn")
+    if env is not None:
+        if result["ref_rounds"] > env.max_tool_rounds:
+            raise ValueError(f"trajectory {result['id']!r} takes {result['ref_rounds']} tool rounds, more than the "
+                             f"environment's {env.max_tool_rounds}: raise max_tool_rounds or lower the PRS max_rounds")
+        if "budget" not in result:
+            raise ValueError(f"PRS result {result['id']!r} has no 'budget': it is needed to restate the hints")
+        _rebudget(messages, int(result["budget"]), env, result["id"])
+    tools = env is None or env.tool_schemas
     # without schemas the column is left out (an all-null column reads back as pandas NA, not None)
     return {"id": result["id"], "data_source": data_source, "messages": messages,
             "images": [{"bytes": png_bytes(files[k])} for k in order], **({"tools": tools_json()} if tools else {}),
@@ -140,9 +183,8 @@ def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFA
 
 
 def sft_rows(prs_results: dict[str, dict[str, Any]], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,
-             system: str | None = system_prompt(UGSConfig()), tools: bool = True) -> list[dict[str, Any]]:
-    return [sft_row(r, prs_dir, data_source, system, tools) for r in prs_results.values()
-            if r.get("status") == "solved"]
+             env: UGSConfig | None = UGSConfig()) -> list[dict[str, Any]]:
+    return [sft_row(r, prs_dir, data_source, env) for r in prs_results.values() if r.get("status") == "solved"]
 
 
 def write_parquet(rows: list[dict[str, Any]], path: str | Path) -> Path:

@@ -18,6 +18,7 @@ CONVERT_FIELDS = ("question_col", "image_col", "answer_col", "split")  # Convert
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..ugs.types import UGSConfig
     from ..utils.cli import add_model_options
     from .convert import ConvertConfig
 
@@ -32,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rl: user turn only (when the agent loop adds its own system prompt)")
     p.add_argument("--no-tool-schemas", action="store_true",
                    help="sft: no tools column, for an RL recipe with `ugs.tool_schemas: false` (the tiny CPU one)")
+    # the RL environment's budgets, which the rows' system prompt and the SFT rows' budget hints state
+    p.add_argument("--max-rounds", type=int, default=UGSConfig().max_tool_rounds,
+                   help="the RL recipe's tool rounds (ugs.max_tool_rounds; default: %(default)s)")
+    p.add_argument("--max-turns", type=int, default=None,
+                   help="the RL recipe's assistant turns (ugs.max_turns; default: max-rounds + 1)")
     p.add_argument("--data-source", default=None, help="data_source column (default hyperseyes/synth | benchmark)")
     p.add_argument("--input", help="convert: benchmark parquet")
     add_model_options(p, ConvertConfig, CONVERT_FIELDS, helps={
@@ -64,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..ugs.schema import system_prompt
+    from ..ugs.types import UGSConfig
     from .parquet import DEFAULT_SOURCE, rl_rows, sft_rows, write_parquet
 
+    env = UGSConfig(max_tool_rounds=args.max_rounds, max_turns=args.max_turns or args.max_rounds + 1,
+                    tool_schemas=not args.no_tool_schemas)
     source = args.data_source or (DEFAULT_SOURCE if args.kind != "convert" else "benchmark")
     counts: dict[str, int] = {}
     if args.kind == "rl":
@@ -78,9 +88,8 @@ def _run(args: argparse.Namespace) -> int:
                              f"{args.val_frac}): without --val-out the val rows would be dropped")
         items = read_items(args.items)
         results = _prs_results(args.prs, items) if args.prs else {}
-        kw = {"system": None} if args.no_system_prompt else {}
-        rows = rl_rows(items, results, data_source=source, val_frac=args.val_frac,
-                       only_solved=args.only_solved, **kw)
+        rows = rl_rows(items, results, data_source=source, val_frac=args.val_frac, only_solved=args.only_solved,
+                       system=None if args.no_system_prompt else system_prompt(env))
         train = [r for r in rows if r["extra_info"]["split"] == "train"]
         val = [r for r in rows if r["extra_info"]["split"] == "val"]
         write_parquet(train, args.out)
@@ -92,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.kind == "sft":
         if not args.prs:
             raise SystemExit("to-parquet sft needs --prs (the folder `hyperseyes prs` wrote)")
-        rows = sft_rows(_prs_results(args.prs), args.prs, source, tools=not args.no_tool_schemas)
+        rows = sft_rows(_prs_results(args.prs), args.prs, source, env=env)
         write_parquet(rows, args.out)
         counts["conversations"] = len(rows)
     else:

@@ -19,13 +19,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hyperseyes_verl.utils.images import open_image
 from hyperseyes_verl.utils.jsonl import read_jsonl
 
 from .gallery import Gallery
-from .mosaic import build_mosaic
+from .mosaic import Layout, build_mosaic
 from .questions import textual_question, visual_question
 
 
@@ -37,9 +37,17 @@ class SynthConfig(BaseModel):
     seed: int = Field(0, description="everything (gallery, layouts, questions) is a function of this seed")
     min_entities: int = Field(2, ge=2, le=9, description="entities per mosaic, lower bound")
     max_entities: int = Field(6, ge=2, le=9, description="entities per mosaic, upper bound (<= class size)")
+    layout: Layout | None = Field(None, description="every mosaic in this layout (tiles: each entity fills a grid "
+                                  "cell, for models too small to place free boxes); default: drawn per mosaic")
     canvas: tuple[int, int] = Field((768, 576), description="mosaic size in pixels (width, height)")
     min_constraints: int = Field(2, ge=1, description="constraints per textual question, lower bound")
     max_tries_factor: int = Field(20, ge=1, description="draws per wanted item before giving up on a kind")
+
+    @model_validator(mode="after")
+    def _check_entities(self) -> "SynthConfig":
+        if self.min_entities > self.max_entities:
+            raise ValueError(f"min_entities ({self.min_entities}) is above max_entities ({self.max_entities})")
+        return self
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -68,7 +76,7 @@ def synthesize(gallery: Gallery, out_dir: str | Path, cfg: SynthConfig = SynthCo
         pool = gallery.of_class(cls.name)
         n = rng.randint(cfg.min_entities, min(cfg.max_entities, len(pool)))
         ents = rng.sample(pool, n)
-        mosaic = build_mosaic([open_image(e.image) for e in ents], rng, canvas_size=tuple(cfg.canvas))
+        mosaic = build_mosaic([open_image(e.image) for e in ents], rng, cfg.layout, canvas_size=tuple(cfg.canvas))
         facts = {e.name: dict(e.facts) for e in ents}
         boxes = {e.name: b for e, b in zip(ents, mosaic.boxes)}
         made = visual_question(rng, cls, facts, boxes)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 # options that are SynthConfig fields (name, type, default, help from the field)
-SYNTH_FIELDS = ("n_visual", "n_textual", "seed", "max_entities")
+SYNTH_FIELDS = ("n_visual", "n_textual", "seed", "min_entities", "max_entities", "layout")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -3,9 +3,9 @@ conversation's own context: the data's prompt, its own earlier turns and its own
 
 A served evaluation mixes two skills: writing turns that parse, and grounding crops that find something. A tiny
 policy that cannot localise entities reads only "no results" after its first turn, an observation the SFT data
-(solved trajectories) never shows, and its later turns then fall apart (issue #12: 1 of 92 crops found anything;
-turns after the first parsed 10 of 46). This probe holds the observations to the data's, so what it measures is the
-format alone. The conversations are training data: the probe measures what was learned, not generalisation.
+(solved trajectories) never shows, and its later turns can fall apart (issue #12: on free-layout mosaics 1 of 92
+crops found anything). This probe holds the observations to the data's, so what it measures is the format alone.
+The conversations are training data: the probe measures what was learned, not generalisation.
 """
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.data.mosaic import Layout
 from hyperseyes_verl.utils.cli import add_model_options, model_kwargs
 
 
@@ -34,7 +35,9 @@ class DemoConfig(BaseModel):
     per_class: int = Field(8, ge=2, description="gallery entities per class")
     n_visual: int = Field(24, ge=1, description="visual multi-entity questions")
     n_textual: int = Field(6, ge=0, description="textual multi-constraint questions")
+    min_entities: int = Field(2, ge=2, le=9, description="entities per mosaic, at least")
     max_entities: int = Field(6, ge=2, le=9, description="entities per mosaic, at most")
+    layout: Layout | None = Field(None, description="every mosaic in this layout; default: drawn per mosaic")
     seed: int = Field(0, description="seed of the gallery, the questions and their layouts")
     prs_max_rounds: int = Field(3, ge=1, description="PRS budgets tried: 1..this")
     concurrency: int = Field(4, ge=1, description="PRS items / evaluation episodes in flight")
@@ -56,6 +59,7 @@ def build_data(cfg: DemoConfig) -> tuple[Path, Path]:
     gallery = build_demo_gallery(data, per_class=cfg.per_class, seed=cfg.seed)
     write_gallery(gallery, data)
     items = synthesize(gallery, data, SynthConfig(n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed,
+                                                  min_entities=cfg.min_entities, layout=cfg.layout,
                                                   max_entities=min(cfg.max_entities, cfg.per_class)))
     write_items(items, data / "items.jsonl")
     build_index(index, corpus=data / "corpus.jsonl", images_dir=data, images_meta=data / "images.jsonl",

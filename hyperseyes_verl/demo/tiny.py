@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hyperseyes_verl.data.mosaic import Layout
 from hyperseyes_verl.demo.tiny_checks import read_metrics, summarize
 from hyperseyes_verl.utils.cli import config_from_argv
 
@@ -44,6 +45,9 @@ class TinySetup(BaseModel):
     seed: int = Field(0, description="seed of the data and the tiny model")
     n_visual: int = Field(12, ge=2, description="visual multi-entity questions in the demo data")
     n_textual: int = Field(4, ge=0, description="textual multi-constraint questions in the demo data")
+    min_entities: int = Field(2, ge=2, le=6, description="entities per mosaic, at least")
+    max_entities: int = Field(6, ge=2, le=6, description="entities per mosaic, at most")
+    layout: Layout | None = Field(None, description="every mosaic in this layout; default: drawn per mosaic")
 
 
 class TrainTinyConfig(TinySetup):
@@ -81,20 +85,19 @@ def prepare(cfg: TinySetup) -> dict[str, Path]:
     rl_train = paths["data"] / "rl" / "train.parquet"
     if not rl_train.exists():
         demo = DemoConfig(out=str(out / "demo"), n_visual=cfg.n_visual, n_textual=cfg.n_textual, seed=cfg.seed,
+                          min_entities=cfg.min_entities, max_entities=cfg.max_entities, layout=cfg.layout,
                           progress=False)
         items_path, index = build_data(demo)
         items = read_items(items_path)
         backend = build_backend({"type": "embedded", "index_dir": str(index)})
         client = ScriptedClient(specs_from_items(load_benchmark(items_path, name="demo")))
         prs_dir = out / "demo" / "prs"
-        asyncio.run(run_prs(items, backend, client, PRSConfig(model="scripted-parallel", max_rounds=3),
+        env = rl_environment()  # the observations too are the RL environment's (hits shown, budgets)
+        asyncio.run(run_prs(items, backend, client, PRSConfig(model="scripted-parallel", max_rounds=3, ugs=env),
                             prs_dir, progress=False))
         results = read_results(prs_dir / "results.jsonl")
-        env = rl_environment()
-        system = system_prompt(env)
-        write_parquet(sft_rows(results, prs_dir, system=system, tools=env.tool_schemas),
-                      paths["data"] / "sft" / "train.parquet")
-        rows = rl_rows(items, results, val_frac=0.25, system=system)
+        write_parquet(sft_rows(results, prs_dir, env=env), paths["data"] / "sft" / "train.parquet")
+        rows = rl_rows(items, results, val_frac=0.25, system=system_prompt(env))
         write_parquet([r for r in rows if r["extra_info"]["split"] == "train"], rl_train)
         write_parquet([r for r in rows if r["extra_info"]["split"] == "val"], paths["data"] / "rl" / "val.parquet")
     # the tokenizer also learns the data's own text: shorter sequences for the same vocabulary size

@@ -36,15 +36,17 @@ HINT_NONE_LEFT = ("\n(系统提示: 您不能再调用工具了；请直接输�
                   "（System hint: you have no tool calls remaining, please directly output <reason><answer>）")
 
 
-def hint(rounds_left: int, hint_when_rounds_left: int) -> str:
-    """The release's remaining-budget sentence ('' when no hint is due)."""
+def hint_sentence(rounds_left: int) -> str:
     if rounds_left <= 0:
         return HINT_NONE_LEFT
-    if rounds_left <= hint_when_rounds_left:
-        return (f"\n(系统提示: 您还能再调用 {rounds_left} 次工具，请继续输出新的<reason>/<tool_call>或<answer>)"
-                f"（System hint: you still have {rounds_left} tool call(s) remaining, please continue to output "
-                "<reason>/<tool_call> or <answer>）")
-    return ""
+    return (f"\n(系统提示: 您还能再调用 {rounds_left} 次工具，请继续输出新的<reason>/<tool_call>或<answer>)"
+            f"（System hint: you still have {rounds_left} tool call(s) remaining, please continue to output "
+            "<reason>/<tool_call> or <answer>）")
+
+
+def hint(rounds_left: int, hint_when_rounds_left: int) -> str:
+    """The release's remaining-budget sentence ('' when no hint is due)."""
+    return hint_sentence(rounds_left) if rounds_left <= hint_when_rounds_left else ""
 
 
 def text_hits(hits: list[Hit]) -> str:

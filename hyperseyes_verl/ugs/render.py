@@ -122,12 +122,15 @@ def render_error(b: ContentBuilder, kind: str, message: str) -> None:
     b.text(f"Error ({kind}): {clip(message, MAX_ERROR_CHARS)}\n")
 
 
-def budget_hint(rounds_left: int, config: UGSConfig) -> str | None:
+def budget_sentence(rounds_left: int) -> str:
     if rounds_left <= 0:
         return "You have no tool rounds left: answer now with <answer>...</answer>."
-    if rounds_left <= config.hint_when_rounds_left:
-        return f"You have {rounds_left} tool round{'s' if rounds_left != 1 else ''} remaining."
-    return None
+    return f"You have {rounds_left} tool round{'s' if rounds_left != 1 else ''} remaining."
+
+
+def budget_hint(rounds_left: int, config: UGSConfig) -> str | None:
+    """The remaining-budget sentence when one is due (always at 0; at or below `hint_when_rounds_left`)."""
+    return budget_sentence(rounds_left) if rounds_left <= config.hint_when_rounds_left else None
 
 
 def question_line(question: str) -> str:
