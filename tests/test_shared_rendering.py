@@ -96,7 +96,8 @@ async def _sft_text(model_dir, tmp_path, ugs: UGSConfig, teacher: UGSConfig | No
     assert rec.finish_reason == "answer" and rec.tool_rounds == 2
     prs = tmp_path / "prs"
     names = rec.save_images(prs / "trajectories" / "e0")
-    result = {"id": "e0", "status": "solved", "budget": teacher.max_tool_rounds, "ref_rounds": rec.tool_rounds, "ref_searches": rec.searches,
+    result = {"id": "e0", "status": "solved", "budget": teacher.max_tool_rounds, "ref_rounds": rec.tool_rounds,
+              "ref_searches": rec.searches,
               "trajectory": json.loads(json.dumps(rec.to_dict())),
               "trajectory_images": [f"trajectories/e0/{n}" for n in names]}
     path = write_parquet([sft_row(result, prs, env=None if as_is else ugs)], tmp_path / "sft.parquet")

@@ -54,7 +54,7 @@ class DemoTrainConfig(TinySetup):
     sft_steps: int = Field(210, ge=2, description="SFT steps in all; the last checkpoint is the OPD teacher")
     sft_lr: float = Field(3e-3, gt=0, description="stage-1 peak learning rate (full fine-tuning)")
     rl_steps: int = Field(2, ge=1, description="stage-2 steps")
-    # 16 visual tokens per mosaic: free boxes were not learned (1 of 92 crops hit, issue #12); 2x2 tiles' are
+    # a mosaic is 16 visual tokens: free boxes were not learned (1 of 92 crops hit, issue #12), 2x2 tiles are
     min_entities: int = Field(4, ge=2, le=6, description="entities per mosaic, at least")
     max_entities: int = Field(4, ge=2, le=6, description="entities per mosaic, at most")
     layout: Layout | None = Field("tiles", description="every mosaic in this layout; None: drawn per mosaic")

@@ -37,7 +37,8 @@ class HyperEyesSFTDataset(MultiTurnSFTDataset):
         # could disagree with the processor and so with RL)
         self.image_factor = image_token_factor(processor)
         # a small dataset trained for many epochs (the demo: 48 conversations, ~9 epochs) renders each sample once:
-        # rendering took ~0.19 s, a tenth to a fifth of a tiny model's step on 2 cores (issue #12)
+        # a demo sample took 146 ms to render and the demo model 128 ms forward + backward on it (issue #12,
+        # bench/bench_sft_dataset_cache.py)
         self.cache_items = bool(config.get("cache_items", False))
         self._cache: dict[int, dict] = {}
         super().__init__(parquet_files, tokenizer, config, processor=processor, max_samples=max_samples)
