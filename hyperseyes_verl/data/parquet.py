@@ -113,7 +113,14 @@ def _text_with_placeholders(content: Any) -> tuple[str, list[int]]:
     return text, refs
 
 
-REFUSED = "no tool rounds are left, so the"  # the environment's refusal of calls past the budget (both formats)
+def _hint(rounds_left: int, env: UGSConfig, when_due: bool) -> str:
+    """The remaining-budget text an observation of `env`'s format closes with (`when_due`: only where the
+    environment writes one, else the sentence whatever the threshold), with its leading newline."""
+    if env.observation_format == "official":
+        return (official_format.hint(rounds_left, env.hint_when_rounds_left) if when_due
+                else official_format.hint_sentence(rounds_left))
+    text = render.budget_hint(rounds_left, env) if when_due else render.budget_sentence(rounds_left)
+    return "\n" + text if text else ""
 
 
 def _rebudget(messages: list[dict[str, Any]], budget: int, env: UGSConfig, item_id: str) -> None:
@@ -122,11 +129,9 @@ def _rebudget(messages: list[dict[str, Any]], budget: int, env: UGSConfig, item_
     The teacher ran with `budget` tool rounds, so its observations say "1 tool round remaining" where the RL
     environment, with more rounds, says nothing; a policy trained on the teacher's text would meet its first
     hint-less observation only in RL (issue #12: a tiny model's 2nd turns broke on exactly that)."""
-    official = env.observation_format == "official"
-    sentence = official_format.hint_sentence if official else (lambda n: "\n" + render.budget_sentence(n))
-    due = ((lambda n: official_format.hint(n, env.hint_when_rounds_left)) if official else
-           (lambda n: "\n" + h if (h := render.budget_hint(n, env)) else ""))
-    tail = "" if official or not env.restate_question else "\n" + render.question_line("")
+    refused = render.ROUND_BUDGET_REFUSAL.split("{}")[0]
+    # the hyperseyes format puts the hint before the re-stated question, the official one at the very end
+    tail = "\n" + render.question_line("") if env.observation_format == "hyperseyes" and env.restate_question else ""
     rounds = 0
     for i, m in enumerate(messages[2:], start=2):  # after the system prompt and the question
         if m["role"] == "assistant":
@@ -135,15 +140,15 @@ def _rebudget(messages: list[dict[str, Any]], budget: int, env: UGSConfig, item_
         if i + 1 < len(messages) and messages[i + 1]["role"] != "assistant":
             continue  # the round's hint closes its last observation message
         text = m["content"]
-        if REFUSED in text:
+        if refused in text:
             raise ValueError(f"trajectory {item_id!r} has tool calls refused for want of budget: under another "
                              "budget they would have run; keep the teacher's budget (env=None) or drop the item")
         end = text.rfind(tail) if tail else len(text)
         if end < 0:
             raise ValueError(f"trajectory {item_id!r}: an observation does not end with the re-stated question")
-        old = sentence(budget - rounds)
-        body = text[:end - len(old)] if text[:end].endswith(old) else text[:end]
-        m["content"] = body + due(env.max_tool_rounds - rounds) + text[end:]
+        body, old = text[:end], _hint(budget - rounds, env, when_due=False)
+        body = body[:-len(old)] if body.endswith(old) else body
+        m["content"] = body + _hint(env.max_tool_rounds - rounds, env, when_due=True) + text[end:]
 
 
 def sft_row(result: dict[str, Any], prs_dir: str | Path, data_source: str = DEFAULT_SOURCE,

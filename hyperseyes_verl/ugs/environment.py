@@ -119,7 +119,7 @@ class SearchEnvironment:
         st.budget_exhausted = True
         if st.turns >= self.config.max_turns:
             return self._finish("turn_budget")
-        why = f"no tool rounds are left, so the {n_calls} tool call(s) of this turn were not executed."
+        why = render.ROUND_BUDGET_REFUSAL.format(n_calls)
         if self.config.observation_format == "official":
             text = official_format.observation_text([official_format.error_content(why)],
                                                     self.question.replace("<image>", "").strip(), 0,

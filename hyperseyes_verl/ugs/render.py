@@ -122,6 +122,10 @@ def render_error(b: ContentBuilder, kind: str, message: str) -> None:
     b.text(f"Error ({kind}): {clip(message, MAX_ERROR_CHARS)}\n")
 
 
+# why calls past the tool-round budget were not run (both observation formats; SFT rows look for it)
+ROUND_BUDGET_REFUSAL = "no tool rounds are left, so the {} tool call(s) of this turn were not executed."
+
+
 def budget_sentence(rounds_left: int) -> str:
     if rounds_left <= 0:
         return "You have no tool rounds left: answer now with <answer>...</answer>."
