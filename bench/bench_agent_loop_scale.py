@@ -1,41 +1,43 @@
-"""HyperEyesAgentLoop at the paper's image sizes: CPU per turn by turn index, before vs after, and gc.freeze.
+"""HyperEyesAgentLoop at the paper's image sizes: CPU per turn by turn index, before vs after; concurrency.
 
 A tiny random Qwen2.5-VL and Qwen3-VL checkpoint (built offline) whose image processors get the released
 models' pixel budgets (Qwen2.5-VL 56²..28²·16384 px, Qwen3-VL 256²..4096² px), so a 1000×750 crop is ~1000
 visual tokens as in training. One episode: a 3000×2250 input image, `--rounds` tool rounds each cutting 6 crops
-of 1000×750 (one image_search with 6 boxes, one text_search), then the answer; a fake LLM server (scripted
-tokens, no latency) and an in-memory search backend. The loop is built with hydra as verl's worker builds it.
+of ~1000×750 (one image_search with 6 boxes written with 4 decimals, 1002×752 px, one text_search), then the
+answer; a fake LLM server (scripted tokens, no latency) and an in-memory search backend. The loop is built with
+hydra as verl's worker builds it.
 
 Measured per episode, one at a time: process CPU (all threads: verl runs renders in its executor) from the
 loop's construction to the first generate (first-turn prompt), and between consecutive generate calls (turn t =
-the work after generation t: observation render and merge, searches, crops). `before` = the code at git HEAD
-(`git archive HEAD | tar -x -C DIR`, put first on PYTHONPATH in a child process; the git state is not
-touched); `after` = this tree. Both runs must produce the same token ids (printed).
+the work after generation t: observation render and merge, searches, crops). `before` = the code at `--before`
+(default HEAD; cf7d070 is the code when issue #19 was filed), extracted with `git archive REV | tar -x -C DIR`
+and put first on PYTHONPATH in a child process (the git state is not touched); `after` = this tree. Both runs
+must produce the same token ids (printed).
 
 The concurrency section runs N 2-round episodes at once (the paper's average is 2.2 rounds) for each N of
 `--concurrent` (default 64,256,1024), each level in its own child process, one row per level: episodes/s,
 peak RSS (`ru_maxrss` of that child; in brackets its peak after setup + one warm-up episode), the longest
 event-loop stall (how late a 5 ms timer fired), the stall at the start (all N tasks are created at once, as
 verl's `AgentLoopWorker.generate_sequences` does, so every episode's synchronous start — building the loop with
-hydra, up to its first await — runs back to back), the longest stall after that, and gen-2 GC time. By default
-each level runs three times (`--rows`): verl's worker as is, with `gc.freeze()` after warm-up, and as our worker
-runs it (`paced`: gc.freeze() + each episode waiting at a StartGate that lets `--starts-per-turn` (default: the
-config's, 1) synchronous starts run per loop turn, hyperseyes_verl.verl.paced_start). Only the agent loop runs: verl's per-episode postprocess (padding,
-position ids) and the reward do not.
+hydra, up to its first await — runs back to back), the longest stall after that, and GC time. By default each
+level runs three times (`--rows`): verl's worker as is (Python's executor and collector, no pacing), with
+`gc.freeze()` after warm-up, and as our worker and agent loop run (`paced`, hyperseyes_verl.verl.paced_start and
+the `hyperseyes.agent_loop` defaults: gc.freeze(); each episode behind a StartGate, `--starts-per-turn` synchronous
+starts per loop turn; `--steps-per-turn` episode steps per loop turn; full collections deferred while episodes
+are in flight; `--executor-threads` executor threads). Only the agent loop runs: verl's per-episode postprocess
+(padding, position ids) and the reward do not.
 `--pixels small` (default) keeps the tiny processor's own budget (28²..28²·16 px) with a 300×225 source image
 (crops of 100×75), so 1024 episodes take ~30 s on 2 cores; `--pixels real` uses the released Qwen2.5-VL
-budget and the 3000×2250 source: each episode then costs ~0.35 s of CPU alone and holds ~70 MiB while in
-flight (12 crops twice: the environment's 1000×750 cuts, kept for re-cropping, and the 1008×756 copies fitted
-for the model; the input image is shared by all episodes here, a decoded one adds 19 MiB), so 1024 real-size
-episodes need ~70 GiB in one process.
+budget and the 3000×2250 source: each episode then holds ~37 MiB while in flight (12 crops of 1008×756, each
+held once: the environment cuts them at the model's size; the input image is shared by all episodes here, a
+decoded one adds 19 MiB), so 256 / 1024 real-size episodes need ~10 / ~38 GiB in one process.
 
-    .venv/bin/python bench/bench_agent_loop_scale.py [--episodes 2] [--rounds 9] [--concurrent 64,256,1024]
-        [--pixels small|real] [--rows all|verl|freeze|paced]
-    # the full-size concurrency run only (no per-turn section): 64 + 128 take ~2.5 min and 10 GiB on 2 cores;
-    # 256 / 1024 need ~19 / ~72 GiB of RAM and ~3 / ~11 min on 2 cores
-    .venv/bin/python bench/bench_agent_loop_scale.py --episodes 0 --pixels real --concurrent 64,256,1024 --rows verl
+    .venv/bin/python bench/bench_agent_loop_scale.py [--episodes 2] [--rounds 9] [--before REV]
+        [--concurrent 64,256,1024] [--pixels small|real] [--rows all|verl|freeze|paced]
+    # the full-size concurrency run only (no per-turn section): 64 + 256 take ~2 min and 10 GiB on 2 cores
+    .venv/bin/python bench/bench_agent_loop_scale.py --episodes 0 --pixels real --concurrent 64,256 --rows all
 
-Default run: ~4 minutes on 2 cores (per-turn section ~1.5 min, concurrency ~2.5 min).
+Default run: ~4 minutes on 2 cores (per-turn section ~2 min, concurrency ~2 min).
 """
 from __future__ import annotations
 
@@ -55,8 +57,6 @@ import time
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from hyperseyes_verl.config import AgentLoopConfig  # noqa: E402  (pure: no verl import)
 
 REAL_BUDGET = {"qwen2_5_vl": (56 * 56, 28 * 28 * 16384), "qwen3_vl": (256 * 256, 4096 * 4096)}
 SOURCE = {"real": (3000, 2250), "small": (300, 225)}  # input image; the 6 boxes cut 1000×750 / 100×75 crops
@@ -84,7 +84,7 @@ def source_image(width: int = 3000, height: int = 2250):
     return Image.fromarray(small).resize((width, height))
 
 
-def _setup(model_dir: str, family: str, rounds: int, pixels: str = "real"):
+def _setup(model_dir: str, family: str, rounds: int, pixels: str = "real", steps_per_turn: int | None = None):
     import hydra
     from hydra import compose, initialize_config_dir
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
@@ -102,7 +102,8 @@ def _setup(model_dir: str, family: str, rounds: int, pixels: str = "real"):
             f"actor_rollout_ref.model.path={model_dir}", "actor_rollout_ref.rollout.name=vllm",
             "actor_rollout_ref.rollout.prompt_length=8192", "actor_rollout_ref.rollout.response_length=131072",
             f"+hyperseyes.agent_loop.ugs.max_tool_rounds={rounds}",
-            f"+hyperseyes.agent_loop.ugs.max_turns={rounds + 1}"])
+            f"+hyperseyes.agent_loop.ugs.max_turns={rounds + 1}",
+            *([] if steps_per_turn is None else [f"+hyperseyes.agent_loop.steps_per_turn={steps_per_turn}"])])
     tokenizer, processor = hf_tokenizer(model_dir), hf_processor(model_dir)
     if pixels == "real":
         set_pixel_budget(processor, family)
@@ -135,12 +136,18 @@ class _TimedServer:
         return await self.inner.generate(*a, **k)
 
 
-async def _episode(make, prompt, script, pad_id, index, digest=True, gate=None):
+async def _episode(make, prompt, script, pad_id, index, digest=True, gate=None, deferral=None):
     """One episode; `pad_id` None / `digest` False leave out the bench's own on-loop work (counting image pads in
     the prompt, hashing the token ids), as the concurrency section does. `gate`: wait there first, as our
     worker's `_run_agent_loop` does (hyperseyes_verl.verl.paced_start)."""
-    from hyperseyes_verl.testing.fake_llm_server import FakeServerManager
+    try:
+        from hyperseyes_verl.testing.fake_llm_server import FakeServerManager
+    except ImportError:  # `--before` a revision older than the move (e.g. cf7d070)
+        from hyperseyes_verl.testing.fake_server import FakeServerManager
 
+    if deferral is not None:  # as our worker's _run_agent_loop: the whole episode, its start included
+        with deferral:
+            return await _episode(make, prompt, script, pad_id, index, digest, gate)
     if gate is not None:
         await gate.wait()
     server = _TimedServer(FakeServerManager(script=script, image_token_id=pad_id))
@@ -156,7 +163,11 @@ async def _episode(make, prompt, script, pad_id, index, digest=True, gate=None):
             "turn_ms": [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])][:-1],  # the answer turn has no work
             "images": len(out.multi_modal_data.get("images", [])), "pads": server.inner.calls[-1].n_image_pad,
             "tokens": len(out.prompt_ids) + len(out.response_ids), "digest": digest,
-            "finish": out.extra_fields["finish_reason"], "make_ms": make_ms}
+            "finish": out.extra_fields["finish_reason"], "make_ms": make_ms,
+            # concurrency: the images kept until all are done, as verl's worker keeps them (its token lists become
+            # tensors in verl's per-episode postprocess)
+            "images_kept": None if digest else out.multi_modal_data,
+            "ended": time.perf_counter()}
 
 
 def _time_merges(store: list) -> None:
@@ -193,24 +204,30 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _concurrent(model_dir, family, n, freeze, pixels, starts_per_turn=0):
+async def _concurrent(model_dir, family, n, freeze, pixels, starts_per_turn=0, steps_per_turn=0, defer_gc=False,
+                      executor_threads=0):
+    from hyperseyes_verl.utils.gc_deferral import FullCollectionDeferral
     from hyperseyes_verl.utils.start_gate import StartGate
 
-    make, prompt, script, pad_id = _setup(model_dir, family, 2, pixels)
+    make, prompt, script, pad_id = _setup(model_dir, family, 2, pixels, steps_per_turn)
+    if executor_threads:  # as our worker sets its loop's default executor
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(executor_threads))
     warm = await _episode(make, prompt, script, pad_id, 0)  # warm-up
     gate = StartGate(starts_per_turn) if starts_per_turn else None
+    deferral = FullCollectionDeferral() if defer_gc else None
     if freeze:
         gc.collect()
         gc.freeze()
     rss_warm = _rss_mib()
     pauses, start = [], {}
 
-    def on_gc(phase, info):
-        if info["generation"] == 2:
-            if phase == "start":
-                start["t"] = time.perf_counter()
-            elif "t" in start:
-                pauses.append(time.perf_counter() - start.pop("t"))
+    def on_gc(phase, info):  # every collection: (generation, seconds)
+        if phase == "start":
+            start["t"] = time.perf_counter()
+        elif "t" in start:
+            pauses.append((info["generation"], time.perf_counter() - start.pop("t")))
 
     # (when the timer was set, how late it fired, event-loop thread CPU meanwhile), seconds
     stalls: list[tuple[float, float, float]] = []
@@ -230,7 +247,8 @@ async def _concurrent(model_dir, family, n, freeze, pixels, starts_per_turn=0):
     t0, c0 = time.perf_counter(), time.thread_time()
     # as verl's AgentLoopWorker.generate_sequences: every episode's task at once, then gather. The callback queued
     # after them runs once every task has run its synchronous start (building the loop, up to the first await)
-    tasks = [asyncio.create_task(_episode(make, prompt, script, None, i, digest=False, gate=gate)) for i in range(n)]
+    tasks = [asyncio.create_task(_episode(make, prompt, script, None, i, digest=False, gate=gate, deferral=deferral))
+             for i in range(n)]
     loop.call_soon(lambda: started.set_result((time.perf_counter(), time.thread_time())))
     runs = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
@@ -238,9 +256,16 @@ async def _concurrent(model_dir, family, n, freeze, pixels, starts_per_turn=0):
     await tick
     gc.callbacks.remove(on_gc)
     t1, c1 = started.result()
+    last_end = max(r["ended"] for r in runs)
     after = max(((s, c) for at, s, c in stalls if at >= t1), default=(0.0, 0.0))
-    return {"eps_per_s": n / wall, "wall_s": wall, "gc2_s": sum(pauses), "gc2_n": len(pauses),
+    full = [p for g, p in pauses if g == 2]
+    return {"eps_per_s": n / wall, "wall_s": wall, "gc2_s": sum(full), "gc2_n": len(full),
+            "gc_max_ms": max((p for _, p in pauses), default=0.0) * 1e3,
+            "gc_max_gen": max(pauses, key=lambda gp: gp[1], default=(-1, 0))[0],
             "stall_ms": max([s for at, s, _ in stalls if at + s + 0.005 > t0] + [t1 - t0]) * 1e3,
+            # timers that fired before the last episode ended: not the worker's idle time after it (the full
+            # collection then, which holds every output this bench keeps)
+            "running_stall_ms": max([s for at, s, _ in stalls if t0 < at + s + 0.005 <= last_end] + [t1 - t0]) * 1e3,
             "start_stall_ms": (t1 - t0) * 1e3, "start_cpu_ms": (c1 - c0) * 1e3,
             "after_start_ms": after[0] * 1e3, "after_start_cpu_ms": after[1] * 1e3,
             "make_ms": statistics.median(r["make_ms"] for r in runs), "rss_warm_mib": rss_warm,
@@ -257,10 +282,12 @@ def _measure(args) -> None:
     if args.mode == "turns":
         res.update(asyncio.run(_per_turn(args.model_dir, args.family, args.episodes, args.rounds)))
     else:
-        paced = args.mode == "paced"  # our worker: --starts-per-turn (AgentLoopConfig's default 4), gc.freeze()
+        paced = args.mode == "paced"  # our worker and agent loop: paced starts and steps, gc.freeze()
         res.update(asyncio.run(_concurrent(args.model_dir, args.family, int(args.concurrent),
                                            args.mode in ("gc_freeze", "paced"), args.pixels,
-                                           args.starts_per_turn if paced else 0)))
+                                           args.starts_per_turn if paced else 0,
+                                           args.steps_per_turn if paced else 0, paced,
+                                           args.executor_threads if paced else 0)))
     print("RESULT " + json.dumps(res))
 
 
@@ -289,13 +316,27 @@ def main() -> int:
     ap.add_argument("--rows", choices=("all", "verl", "freeze", "paced"), default="all", help="concurrency "
                     "section, per level: verl's worker as is (default gc), with gc.freeze() after warm-up, our "
                     "worker (paced starts + gc.freeze), or all three")
-    ap.add_argument("--starts-per-turn", type=int, default=AgentLoopConfig().starts_per_turn, help="paced rows: "
+    ap.add_argument("--starts-per-turn", type=int, default=None, help="paced rows: "
                     "synchronous episode starts per event-loop turn (hyperseyes.agent_loop.starts_per_turn)")
+    ap.add_argument("--steps-per-turn", type=int, default=None, help="paced rows: episode steps per event-loop "
+                    "turn (hyperseyes.agent_loop.steps_per_turn); the other rows run with 0, as verl's agent loops")
+    ap.add_argument("--executor-threads", type=int, default=None, help="paced rows: threads of the loop's default "
+                    "executor (hyperseyes.agent_loop.executor_threads); the other rows keep Python's default")
+    ap.add_argument("--before", default="HEAD", help="per-turn section: the git revision measured as `before` "
+                    "(cf7d070: the code when issue #19 was filed)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="turns", help=argparse.SUPPRESS)
     ap.add_argument("--family", default="qwen2_5_vl", help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.child:  # here, not at import: a `--before` child may lack hyperseyes_verl.config
+        from hyperseyes_verl.config import AgentLoopConfig  # pure: no verl import
+
+        defaults = AgentLoopConfig()
+        args.starts_per_turn = defaults.starts_per_turn if args.starts_per_turn is None else args.starts_per_turn
+        args.steps_per_turn = defaults.steps_per_turn if args.steps_per_turn is None else args.steps_per_turn
+        if args.executor_threads is None:
+            args.executor_threads = defaults.executor_threads or 0
     levels = [int(v) for v in args.concurrent.replace(" ", "").split(",") if v and int(v) > 0]
     if args.child:
         _measure(args)
@@ -310,10 +351,11 @@ def main() -> int:
     os.makedirs(before)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if args.episodes:
-        subprocess.run(f"git -C {repo} archive HEAD | tar -x -C {before}", shell=True, check=True)
+        subprocess.run(f"git -C {repo} archive {args.before} | tar -x -C {before}", shell=True, check=True)
     dirs = {f: str(build_tiny_vl(os.path.join(tmp, f), f)) for f in REAL_BUDGET}
     common = ["--episodes", str(args.episodes), "--rounds", str(args.rounds), "--pixels", args.pixels,
-              "--starts-per-turn", str(args.starts_per_turn)]
+              "--starts-per-turn", str(args.starts_per_turn), "--steps-per-turn", str(args.steps_per_turn),
+              "--executor-threads", str(args.executor_threads)]
     print(f"machine: {os.cpu_count()} CPUs")
     if args.episodes:
         print(f"per turn: {args.episodes} timed episodes per cell (after 1 warm-up), {args.rounds} rounds x 6 crops "
@@ -333,8 +375,8 @@ def main() -> int:
         mb, ma = statistics.median(b["turn_ms"]), statistics.median(a["turn_ms"])
         print(f"  {'median turn':18s} {mb:9.1f} {ma:9.1f} {mb / max(ma, 1e-9):6.1f}x")
         print(f"  {'  of it: merge':18s} {b['merge_ms']:9.1f} {a['merge_ms']:9.1f} "
-              f"{b['merge_ms'] / max(a['merge_ms'], 1e-9):6.1f}x  (observation render; the rest is cutting and "
-              "resizing 6 crops, searches)")
+              f"{b['merge_ms'] / max(a['merge_ms'], 1e-9):6.1f}x  (observation render; the rest is cutting 6 crops, "
+              "searches, the fake server)")
         if len(a["turn_ms"]) >= 9:
             print(f"  turn9/turn1 = {b['turn_ms'][8] / b['turn_ms'][0]:.2f} before, "
                   f"{a['turn_ms'][8] / a['turn_ms'][0]:.2f} after (6 new crops each turn)")
@@ -348,8 +390,9 @@ def main() -> int:
     print(f"\nconcurrency ({family}, this tree, --pixels {args.pixels}: {budget}, a {w}x{h} input, 2 rounds x 6 crops "
           f"of {w // 3}x{h // 3}); one child process per level; all episodes' tasks created at once as verl does")
     print(f"  {'episodes':>8s} {'worker':>7s} {'ep/s':>7s} {'wall s':>7s} {'peak RSS MiB':>18s} "
-          f"{'longest stall ms':>16s} "
-          f"{'start stall (CPU)':>17s} {'after start (CPU)':>17s} {'loop init ms':>12s} {'gen-2 GC ms':>14s}")
+          f"{'longest stall ms':>16s} {'while running':>13s} "
+          f"{'start stall (CPU)':>17s} {'after start (CPU)':>17s} {'loop init ms':>12s} {'gen-2 GC ms':>14s} "
+          f"{'longest GC ms':>13s}")
     for n in levels:
         for mode in {"all": ("gc_default", "gc_freeze", "paced"), "verl": ("gc_default",), "freeze": ("gc_freeze",),
                      "paced": ("paced",)}[args.rows]:
@@ -359,16 +402,20 @@ def main() -> int:
             start = f"{r['start_stall_ms']:.0f} ({r['start_cpu_ms']:.0f})"
             after = f"{r['after_start_ms']:.0f} ({r['after_start_cpu_ms']:.0f})"
             print(f"  {n:8d} {ROW_LABEL[mode]:>7s} {r['eps_per_s']:7.1f} {r['wall_s']:7.1f} "
-                  f"{rss:>18s} {r['stall_ms']:16.0f} {start:>17s} {after:>17s} {r['make_ms']:12.2f} "
-                  f"{r['gc2_s'] * 1e3:8.0f} ({r['gc2_n']})", flush=True)
+                  f"{rss:>18s} {r['stall_ms']:16.0f} {r['running_stall_ms']:13.0f} {start:>17s} {after:>17s} "
+                  f"{r['make_ms']:12.2f} "
+                  f"{r['gc2_s'] * 1e3:8.0f} ({r['gc2_n']}) {r['gc_max_ms']:7.0f} (g{r['gc_max_gen']})", flush=True)
     print("  peak RSS: ru_maxrss of the level's child (in brackets: after setup and one warm-up episode); start stall:"
           " from creating the episodes' tasks until all of them ran their synchronous start (nothing else runs on "
-          "the loop meanwhile); after start: longest lateness of a 5 ms timer set after that; (CPU): what the "
+          "the loop meanwhile); while running: the longest stall before the last episode ended; after start: "
+          "longest lateness of a 5 ms timer set after that; (CPU): what the "
           "event-loop thread used of it, the rest it waited for the GIL (executor threads rendering, resizing, "
           "gen-2 GC) or for a core; loop init: median wall ms to build one agent loop (hydra), part of every task's "
-          "synchronous start; gen-2 GC: total (passes). worker: verl = verl's worker as is; freeze = + gc.freeze() "
-          "after warm-up; paced = our worker (hyperseyes_verl.verl.paced_start): + each episode waits at a "
-          f"StartGate, {args.starts_per_turn} synchronous start(s) per loop turn")
+          "synchronous start; gen-2 GC: total (passes); longest GC: the longest collection of any generation (g). "
+          "worker: verl = verl's worker as is; freeze = + gc.freeze() after warm-up; paced = our worker and agent "
+          f"loop (hyperseyes_verl.verl.paced_start): + {args.starts_per_turn} episode start(s) and "
+          f"{args.steps_per_turn} episode step(s) per loop turn, full collections deferred while episodes are in "
+          f"flight, {args.executor_threads or 'default'} executor threads")
     return 0
 
 

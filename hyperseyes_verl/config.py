@@ -61,8 +61,23 @@ class AgentLoopConfig(BaseModel):
         "runs per event-loop turn of the agent-loop worker; 0 = all in one turn, as verl does (1.9 s without "
         "handling any reply at 256 episodes). Episodes started together also advance together: 1 gave the "
         "shortest stalls at 256 (bench/bench_agent_loop_scale.py --rows paced --starts-per-turn N)")
+    steps_per_turn: int = Field(
+        1, ge=0, description="episodes whose step (the synchronous work after each of verl's executor renders and "
+        "after each round: aligning the mask, parsing, planning, building the observation, ~1 ms each) runs per "
+        "event-loop turn; 0 = every ready episode in one turn. Episodes advance in lockstep (a batch of replies or "
+        "renders comes back together), so this bounds the longest stall (bench/bench_agent_loop_scale.py)")
     freeze_gc: bool = Field(True, description="gc.freeze() once the agent-loop worker is built: the ~500k objects "
                             "of verl / torch / transformers leave the collector's full passes")
+    executor_threads: int | None = Field(
+        2, ge=1, description="threads of the worker event loop's default executor, where verl renders prompts and "
+        "observations and this plugin decodes and cuts images; None = Python's default (CPUs + 4, at most 32). The "
+        "renders hold the GIL, so more threads mostly take it from the event loop: 2 vs 6 on a 2-core box gave "
+        "36-42 vs 58-78 ms longest stalls at 256 episodes and the same episodes/s (bench_agent_loop_scale.py)")
+    defer_full_gc: bool = Field(True, description="full garbage collections wait until no episode is in flight "
+                                "(hyperseyes_verl.utils.gc_deferral): a full pass over 256 episodes' token lists "
+                                "stalls the event loop 25-80 ms at the bench's small size, more at real sizes")
+    full_gc_max_defer_s: float = Field(60.0, gt=0, description="with defer_full_gc, a worker that is never idle "
+                                       "still runs a full collection this often (at an episode's end)")
 
     @field_validator("backend")
     @classmethod

@@ -144,3 +144,74 @@ def test_undecodable_source_fails_the_crop_not_the_caller():
     crop = reg.crop("img_0", [0, 0, 1, 1])
     assert not crop.ok and crop.error_kind == "image_unreadable" and "img_0 could not be decoded" in crop.reason
     assert "img_1" not in reg
+
+
+def _noise(w: int, h: int, mode: str = "RGB") -> Image.Image:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    return Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_with_the_model_fit_a_crop_is_kept_once_at_the_models_size(mode):
+    """A 1000x750 crop of a 3000x2250 image (the paper's sizes): the model sees 1008x756 (36x27 tokens at
+    factor 28). The registry keeps that copy, cut from the source without resampling and centred on the box;
+    the search gets the box itself; fitting the kept copy again is a no-op (the agent loop holds no 2nd copy)."""
+    from hyperseyes_verl.utils.images import TokenFit, fit_image_tokens
+
+    src = _noise(3000, 2250, mode)
+    fit = TokenFit(1200, 28)
+    reg = ImageRegistry([src], UGSConfig(), fit)
+    crop = reg.crop("img_0", [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert crop.ok and crop.image.size == (1008, 756) and crop.image.mode == "RGB"
+    assert reg.get(crop.image_id) is crop.image
+    assert fit_image_tokens(crop.image, 1200, 28) is crop.image
+    # the box grown by 4 px left / right and 3 px top / bottom, pixel for pixel
+    assert crop.image.tobytes() == src.crop((996, 747, 2004, 1503)).convert("RGB").tobytes()
+    assert crop.search_image.size == (1000, 750)
+    assert crop.search_image.tobytes() == src.crop((1000, 750, 2000, 1500)).convert("RGB").tobytes()
+    # without the fit: the box itself, shown and searched
+    plain = ImageRegistry([src]).crop("img_0", [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert plain.image.size == (1000, 750) and plain.search_image is plain.image
+
+
+def test_the_model_copy_stays_inside_the_image_and_resamples_when_snapping_would_lose_content():
+    from hyperseyes_verl.utils.images import TokenFit, fit_image_tokens
+
+    src = _noise(1500, 1125)
+    reg = ImageRegistry([src], UGSConfig(crop_max_side=1000), TokenFit(1200, 28))
+    # the bottom-right quarter, (750, 562)-(1500, 1125), becomes 756x560: 6 px wider, grown towards the inside
+    # (the image ends at the box's right edge); 3 px shorter, centred
+    corner = reg.crop("img_0", [0.5, 0.5, 1.0, 1.0])
+    assert corner.image.size == (756, 560)
+    assert corner.image.tobytes() == src.crop((744, 563, 1500, 1123)).tobytes()
+    # the whole image is larger than crop_max_side: resampled once more from the 1000x750 cut, as SFT rows are
+    whole = reg.crop("img_0", [0, 0, 1, 1])
+    assert whole.search_image.size == (1000, 750)
+    assert whole.image.tobytes() == fit_image_tokens(whole.search_image, 1200, 28).tobytes()
+    # a 100x100 crop would lose 16 % of a side to the grid (84 px): resampled instead
+    small = reg.crop("img_0", [0, 0, 100 / 1500, 100 / 1125])
+    assert small.search_image.size == (100, 100) and small.image.size == (112, 112)
+    assert small.image.tobytes() == fit_image_tokens(small.search_image, 1200, 28).tobytes()
+    # a crop of a crop is cut from the copy the model saw (its boxes are fractions of that image)
+    again = reg.crop(corner.image_id, [0, 0, 0.5, 0.5])
+    assert again.search_image.tobytes() == corner.image.crop((0, 0, 378, 280)).tobytes()
+
+
+def test_a_box_slightly_over_crop_max_side_is_trimmed_not_resampled():
+    """Boxes a model writes with 2-4 decimals (0.3333-0.6667 of 3000 px = 1002 px) overshoot crop_max_side by a
+    few pixels: the searched copy is the box trimmed around its centre to 1000x750 and the model's copy the box
+    grown to 1008x756, both plain copies of the source; a box 5 % over is still resized, as before."""
+    from hyperseyes_verl.utils.images import TokenFit, fit_image_tokens
+
+    src = _noise(3000, 2250)
+    for fit in (None, TokenFit(1200, 28)):
+        crop = ImageRegistry([src], UGSConfig(), fit).crop("img_0", [0.3333, 0.3333, 0.6667, 0.6667])
+        # 999..2001 x 749..1501 px: 1002x752
+        assert crop.search_image.tobytes() == src.crop((1000, 750, 2000, 1500)).tobytes()
+        if fit is not None:
+            assert crop.image.tobytes() == src.crop((996, 747, 2004, 1503)).tobytes()
+    over = ImageRegistry([src], UGSConfig(), TokenFit(1200, 28)).crop("img_0", [0, 0, 0.35, 0.35])  # 1050x788
+    assert over.search_image.tobytes() == fit_long_side(src.crop((0, 0, 1050, 788)), 1000).tobytes()
+    assert over.image.tobytes() == fit_image_tokens(over.search_image, 1200, 28).tobytes()

@@ -305,6 +305,70 @@ async def test_image_cap_withholds_crops(tiny_qwen25_dir, backend):
     await assert_model_accepts(tiny_qwen25_dir, out)
 
 
+async def test_crops_are_held_once_at_the_models_size(tiny_qwen25_dir, backend, monkeypatch):
+    """The environment cuts each crop at the size the model sees (the agent loop's image-token cap): the image
+    sent to the server is the registry's own object (no second, resized copy per crop), cut from the input
+    without resampling; the search gets the exact box."""
+    envs = []
+
+    class Recording(hal.SearchEnvironment):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            envs.append(self)
+
+    monkeypatch.setattr(hal, "SearchEnvironment", Recording)
+    search = T_SEARCH.replace("[[0.0, 0.0, 0.5, 0.5], [0.5, 0.0, 1.0, 0.5], [0.2, 0.5, 0.8, 1.0]]",
+                              "[[0.0, 0.0, 0.5, 0.5]]")
+    server, _ = server_for(tiny_qwen25_dir, [search, T_ANSWER])
+    loop = make_loop(tiny_qwen25_dir, server, max_image_tokens=600)
+    src = image(4, size=(1400, 1050))
+    prompt = [{"role": "user", "content": [{"type": "image", "image": src}, {"type": "text", "text": "Where?"}]}]
+    out = await loop.run(dict(SAMPLING), raw_prompt=prompt, extra_info={}, index=0)
+    images = out.multi_modal_data["images"]
+    assert len(images) == 2 and out.extra_fields["crops_ok"] == 1
+    # the 700x525 box at 28 px per token: 700x532 (25x19 = 475 tokens <= 600), the box 7 px taller
+    assert images[1] is envs[0].registry.get("img_1") and images[1].size == (700, 532)
+    assert images[1].tobytes() == src.crop((0, 0, 700, 532)).tobytes()
+    assert ("image", "700x525") in backend.calls
+    tokenizer, processor = _tok_proc(tiny_qwen25_dir)
+    assert count_pads(tiny_qwen25_dir, out.prompt_ids + out.response_ids) == expected_pads(processor, images)
+
+
+async def test_episode_steps_wait_at_the_workers_shared_gate(tiny_qwen25_dir, backend, monkeypatch):
+    """After each of verl's executor renders (verl then continues on the event loop) and each round, an episode
+    waits at the event loop's gate, so a batch finishing together is handled `steps_per_turn` episodes per turn."""
+    from hyperseyes_verl.utils.start_gate import GatedLoop, StartGate
+
+    gates = []
+
+    class Counting(StartGate):
+        waits = 0
+
+        async def wait(self):
+            Counting.waits += 1
+            await super().wait()
+
+    def gate(per_turn):
+        gates.append(Counting(per_turn))
+        return gates[-1]
+
+    monkeypatch.setattr(hal, "loop_gate", gate)
+    server, _ = server_for(tiny_qwen25_dir, [T_SEARCH, T_ANSWER])
+    loop = make_loop(tiny_qwen25_dir, server, steps_per_turn=3)
+    renders = []
+    submit = GatedLoop.run_in_executor
+
+    def run_in_executor(self, executor, func, *args):  # verl's executor renders (its agent loop's `self.loop`)
+        renders.append(func)
+        return submit(self, executor, func, *args)
+
+    monkeypatch.setattr(GatedLoop, "run_in_executor", run_in_executor)
+    out = await loop.run(dict(SAMPLING), raw_prompt=raw_prompt(0), extra_info={}, index=0)
+    assert out.extra_fields["answered"] and [g.per_turn for g in gates] == [3]
+    # verl's renders (the prompt, 2 replies merged, the observation merged: at least 4) and 2 environment steps
+    assert len(renders) >= 4 and Counting.waits == len(renders) + 2
+
+
 async def test_backend_from_config_is_shared_per_process(tiny_qwen25_dir):
     extra = ("+hyperseyes.agent_loop.backend.type=memory",)
     server, _ = server_for(tiny_qwen25_dir, [T_SEARCH, T_ANSWER])

@@ -61,7 +61,8 @@ class FakeServerManager:
         max_tokens = sampling_params.get("max_tokens")
         if max_tokens is not None:
             ids = ids[: max(int(max_tokens), 0)]
-        n_pad = sum(1 for t in prompt_ids if t == self.image_token_id) if self.image_token_id is not None else 0
+        # list.count: C speed (a generator over 60k-token prompts cost the benches ~10 ms per call)
+        n_pad = list(prompt_ids).count(self.image_token_id) if self.image_token_id is not None else 0
         self.calls.append(ServerCall(
             request_id=request_id, prompt_len=len(prompt_ids), n_images=len(image_data or []), n_image_pad=n_pad,
             max_tokens=max_tokens, returned=len(ids), extra_kwargs=sorted(kwargs)))

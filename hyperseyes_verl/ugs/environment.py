@@ -42,6 +42,7 @@ from hyperseyes_verl.ugs.parser import ParsedTurn, ToolCall, parse_turn, read_ar
 from hyperseyes_verl.ugs.render import ContentBuilder, SearchOutcome
 from hyperseyes_verl.ugs.schema import IMAGE_SEARCH, TEXT_SEARCH, TOOL_NAMES
 from hyperseyes_verl.ugs.types import EpisodeStats, FinishReason, Observation, RoundStats, StepResult, UGSConfig
+from hyperseyes_verl.utils.images import TokenFit
 
 # Plan items of one call, rendered after the searches return:
 # ("error", kind, message) | ("query", query, job) | ("crop", CropResult, job | None) | ("whole", image_id, job)
@@ -54,13 +55,14 @@ class SearchEnvironment:
     """One episode. Create a new environment per episode; `stats` accumulates over its turns."""
 
     def __init__(self, backend: SearchBackend, question: str, images: list[Image.Image],
-                 config: UGSConfig = UGSConfig()):
+                 config: UGSConfig = UGSConfig(), image_fit: TokenFit | None = None):
+        """`image_fit`: the model's image-token rule; crops are then cut at the size the model sees."""
         if not isinstance(question, str):
             raise TypeError(f"question must be a str, got {type(question).__name__}")
         self.backend = backend
         self.question = question
         self.config = config
-        self.registry = ImageRegistry(list(images), config)
+        self.registry = ImageRegistry(list(images), config, image_fit)
         self.stats = EpisodeStats()
         self._turn_first_id = self.registry.n_assigned  # first id handed out in the current turn
 
@@ -388,7 +390,7 @@ class SearchEnvironment:
             crop = await asyncio.to_thread(self.registry.cut, payload)
             if crop.error_kind == UNREADABLE_SOURCE:  # counted once, as the whole-image path counts it
                 return SearchOutcome(failure_kind=FailureKind.INTERNAL.value, failure_message=crop.reason)
-            return await self._search("image", crop.image) if crop.ok else None
+            return await self._search("image", crop.search_image) if crop.ok else None
         try:
             image = await asyncio.to_thread(self.registry.whole, payload)
         except Exception as e:  # an input image PIL cannot decode

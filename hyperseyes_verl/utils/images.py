@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,14 @@ def fit_image_tokens(image: Image.Image, max_tokens: int, factor: int) -> Image.
     = one visual token. Sides are rounded to the nearest multiple as Qwen's `smart_resize` does, so a processor
     whose own `max_pixels` is at least the cap leaves the result unchanged (the token count is decided here).
     Returns `image` itself when it already fits exactly."""
+    size = token_fit_size(image.width, image.height, max_tokens, factor)
+    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
+
+
+def token_fit_size(w: int, h: int, max_tokens: int, factor: int) -> tuple[int, int]:
+    """The size `fit_image_tokens` gives a `w`×`h` image (the rule alone, no pixels)."""
     if not isinstance(max_tokens, int) or not isinstance(factor, int) or max_tokens < 1 or factor < 1:
         raise ValueError(f"max_tokens ({max_tokens!r}) and factor ({factor!r}) must be positive integers")
-    w, h = image.size
     new_w = max(factor, round(w / factor) * factor)
     new_h = max(factor, round(h / factor) * factor)
     if (new_w // factor) * (new_h // factor) > max_tokens:
@@ -102,7 +108,18 @@ def fit_image_tokens(image: Image.Image, max_tokens: int, factor: int) -> Image.
                 new_h -= factor
             else:
                 break
-    return image if (new_w, new_h) == (w, h) else image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    return new_w, new_h
+
+
+@dataclass(frozen=True)
+class TokenFit:
+    """How the model sees an image: at most `max_tokens` visual tokens, sides multiples of `factor` (the
+    `fit_image_tokens` rule). Given to the environment, crops are cut at this size directly."""
+    max_tokens: int
+    factor: int
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        return token_fit_size(width, height, self.max_tokens, self.factor)
 
 
 def image_token_factor(processor) -> int:

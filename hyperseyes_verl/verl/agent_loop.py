@@ -58,7 +58,8 @@ from hyperseyes_verl.ugs.conversation import chat_tools, fit_message_images, obs
 from hyperseyes_verl.ugs.environment import SearchEnvironment
 from hyperseyes_verl.ugs.parser import parse_turn
 from hyperseyes_verl.ugs.schema import system_prompt
-from hyperseyes_verl.utils.images import image_token_factor
+from hyperseyes_verl.utils.images import TokenFit, image_token_factor
+from hyperseyes_verl.utils.start_gate import GatedLoop, loop_gate
 from hyperseyes_verl.verl import image_pads, verl_guard
 from hyperseyes_verl.verl.config_reader import hyperseyes_config, plain
 from hyperseyes_verl.verl.dataset import load_image
@@ -168,6 +169,11 @@ class HyperEyesAgentLoop(AgentLoopBase):
         image_pads.install(self.continuous_token_builder)
 
     async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs) -> AgentLoopOutput:
+        # the worker's episodes share one gate: a few steps per loop turn, after each of verl's executor renders
+        # (GatedLoop: verl continues on the loop after them) and after each round
+        pace = loop_gate(self.settings.steps_per_turn)
+        if not isinstance(self.loop, GatedLoop):
+            self.loop = GatedLoop(self.loop, pace)
         messages = [dict(m) for m in kwargs["raw_prompt"]]
         if self.settings.add_system_prompt and (not messages or messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": system_prompt(self.settings.ugs)})
@@ -188,8 +194,10 @@ class HyperEyesAgentLoop(AgentLoopBase):
             raise ValueError(f"the sample has {len(images)} input images, more than the image limit "
                              f"{self.max_images}; raise hyperseyes.agent_loop.max_images / rollout.limit_images")
         self._assert_mm_supported(bool(images))
+        # crops cut at the size the model sees: one copy per crop, and fit_message_images leaves them as they are
+        cap = self.settings.max_image_tokens
         env = SearchEnvironment(shared_backend(self.settings.backend), question_of(messages, kwargs.get("extra_info")),
-                                originals, self.settings.ugs)
+                                originals, self.settings.ugs, TokenFit(cap, self._image_factor) if cap else None)
         mm_kwargs = self._get_mm_processor_kwargs()
         request_id = f"det-{priority}" if self.rollout_config.get("full_determinism") else uuid4().hex
         metrics: dict[str, Any] = {}
@@ -232,14 +240,14 @@ class HyperEyesAgentLoop(AgentLoopBase):
                 break
             with simple_timer("tool_calls", metrics):
                 step = await env.step(text)
+            await pace.wait()
             if step.done:
                 break
             room_images = None if self.max_images is None else max(self.max_images - len(images), 0)
             # one message per round, built as the SFT rows build it (hyperseyes_verl.ugs.conversation)
-            # resizing 6 crops is tens of ms of PIL work: off the event loop (PIL releases the GIL)
-            observation = await asyncio.get_running_loop().run_in_executor(
-                None, fit_message_images, [observation_message(step.observation)], self.settings.max_image_tokens,
-                self._image_factor)
+            # the environment cut the crops at the model's size (TokenFit): this fit only checks their sizes
+            observation = fit_message_images([observation_message(step.observation)], self.settings.max_image_tokens,
+                                             self._image_factor)
             obs, new_images, withheld = cap_images(observation, room_images, self.max_images)
             self._assert_mm_supported(bool(new_images))
             previous = messages + [{"role": "assistant", "content": text}]

@@ -88,6 +88,11 @@ WATCHED_SOURCES: dict[str, str] = {
     # both call `_compute_teacher_logprobs` after the streaming reward, which the OPD gate reads
     f"{_AL}:AgentLoopWorker._agent_loop_postprocess": "0673c29ea3dbbbec",
     f"{_TQ}:AgentLoopWorkerTQ._agent_loop_postprocess": "523edacbff73640d",
+    # they render through `self.loop.run_in_executor`, which our agent loop paces (GatedLoop); another call would
+    # only lose the pacing
+    f"{_AL}:AgentLoopBase.ct_build_initial_tokens": "cc0ef93a0db8638f",
+    f"{_AL}:AgentLoopBase.ct_merge_context_msg": "c53f0db3904b00a8",
+    f"{_AL}:AgentLoopBase.ct_merge_assistant_token": "d8cbb98f7358747f",
 }
 
 
