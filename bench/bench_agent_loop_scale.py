@@ -138,8 +138,8 @@ class _TimedServer:
 
 async def _episode(make, prompt, script, pad_id, index, digest=True, gate=None, deferral=None):
     """One episode; `pad_id` None / `digest` False leave out the bench's own on-loop work (counting image pads in
-    the prompt, hashing the token ids), as the concurrency section does. `gate`: wait there first, as our
-    worker's `_run_agent_loop` does (hyperseyes_verl.verl.paced_start)."""
+    the prompt, hashing the token ids), as the concurrency section does. `gate` / `deferral`: wait at the gate
+    first, inside the deferral, as our worker's `_run_agent_loop` does (hyperseyes_verl.verl.paced_start)."""
     try:
         from hyperseyes_verl.testing.fake_llm_server import FakeServerManager
     except ImportError:  # `--before` a revision older than the move (e.g. cf7d070)
@@ -263,8 +263,8 @@ async def _concurrent(model_dir, family, n, freeze, pixels, starts_per_turn=0, s
             "gc_max_ms": max((p for _, p in pauses), default=0.0) * 1e3,
             "gc_max_gen": max(pauses, key=lambda gp: gp[1], default=(-1, 0))[0],
             "stall_ms": max([s for at, s, _ in stalls if at + s + 0.005 > t0] + [t1 - t0]) * 1e3,
-            # timers that fired before the last episode ended: not the worker's idle time after it (the full
-            # collection then, which holds every output this bench keeps)
+            # timers that fired before the last episode ended: not the worker's idle time after it (our worker's one
+            # full collection runs then)
             "running_stall_ms": max([s for at, s, _ in stalls if t0 < at + s + 0.005 <= last_end] + [t1 - t0]) * 1e3,
             "start_stall_ms": (t1 - t0) * 1e3, "start_cpu_ms": (c1 - c0) * 1e3,
             "after_start_ms": after[0] * 1e3, "after_start_cpu_ms": after[1] * 1e3,
@@ -315,7 +315,8 @@ def main() -> int:
                     "processor's budget with a 300x225 source (small) or the released budget with 3000x2250 (real)")
     ap.add_argument("--rows", choices=("all", "verl", "freeze", "paced"), default="all", help="concurrency "
                     "section, per level: verl's worker as is (default gc), with gc.freeze() after warm-up, our "
-                    "worker (paced starts + gc.freeze), or all three")
+                    "worker and agent loop (paced starts and steps, deferred full collections, executor threads, "
+                    "gc.freeze), or all three")
     ap.add_argument("--starts-per-turn", type=int, default=None, help="paced rows: "
                     "synchronous episode starts per event-loop turn (hyperseyes.agent_loop.starts_per_turn)")
     ap.add_argument("--steps-per-turn", type=int, default=None, help="paced rows: episode steps per event-loop "
