@@ -90,5 +90,7 @@ class HyperEyesSFTDataset(MultiTurnSFTDataset):
             sample.setdefault("multi_modal_inputs", None)
             if self.cache_items:
                 self._cache[item] = sample
-        # fresh dicts for the caller (the tensors are only read)
+        if not self.cache_items:
+            return sample
+        # a cached sample: fresh dicts for the caller (the tensors are only read)
         return {k: dict(v) if isinstance(v, dict) else v for k, v in sample.items()}
